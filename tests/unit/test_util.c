@@ -1,0 +1,74 @@
+/* Unit tests: size and number parsing, error formatting. */
+#include <check.h>
+#include <errno.h>
+#include <string.h>
+
+#include "vmswitch/util.h"
+
+START_TEST(sizes_accepted)
+{
+	static const struct { const char *s; uint64_t v; } ok[] = {
+		{"0", 0}, {"4096", 4096}, {"0x1000", 4096}, {"64M", 64 * MiB},
+		{"64m", 64 * MiB}, {"2G", 2 * GiB}, {"512K", 512 * KiB},
+		{"1T", 1024 * GiB}, {"256MiB", 256 * MiB}, {"1GB", GiB},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		struct err e = {0};
+		uint64_t v = 1;
+		ck_assert_msg(parse_size(ok[i].s, &v, &e) == 0, "%s: %s", ok[i].s, e.msg);
+		ck_assert_uint_eq(v, ok[i].v);
+	}
+}
+END_TEST
+
+START_TEST(sizes_rejected)
+{
+	static const char *bad[] = {"", "3Q", "M", "-1", "12MX", "0x", "99999999999999999999",
+				    "16777216T", " 1", "1 "};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct err e = {0};
+		uint64_t v;
+		ck_assert_msg(parse_size(bad[i], &v, &e) == -1, "'%s' accepted", bad[i]);
+		ck_assert_msg(e.msg[0] != '\0', "'%s' gave no message", bad[i]);
+	}
+}
+END_TEST
+
+START_TEST(u64_strict)
+{
+	struct err e = {0};
+	uint64_t v;
+	ck_assert_int_eq(parse_u64("0x10", &v, &e), 0);
+	ck_assert_uint_eq(v, 16);
+	ck_assert_int_eq(parse_u64("10K", &v, &e), -1);
+	ck_assert_int_eq(parse_u64("abc", &v, &e), -1);
+}
+END_TEST
+
+START_TEST(err_messages)
+{
+	struct err e = {0};
+	errno = ENOENT;
+	ck_assert_int_eq(err_sys(&e, "open %s", "x"), -1);
+	ck_assert_str_eq(e.msg, "open x: No such file or directory");
+	ck_assert_int_eq(e.code, ENOENT);
+	err_wrap(&e, "kernel");
+	ck_assert_str_eq(e.msg, "kernel: open x: No such file or directory");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("parse");
+	tcase_add_test(tc, sizes_accepted);
+	tcase_add_test(tc, sizes_rejected);
+	tcase_add_test(tc, u64_strict);
+	tcase_add_test(tc, err_messages);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
