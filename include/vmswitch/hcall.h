@@ -8,7 +8,11 @@
  *                   reads them through its composed GVA->GPA->MFN path)
  *   outl %eax, $HC_PORT_CMD       eax = HC_* command
  *   inl  $HC_PORT_RESULT, %eax    result of this vCPU's last command
- *                                 (0 = ok, negative errno on failure)
+ *                                 (0 = ok, negative errno on failure;
+ *                                 HC_REPORT: HC_REPORT_FINISH asks the guest
+ *                                 to finish its run)
+ *   (The ports are above 0xff, so the guest really uses outl %eax, %dx with
+ *   DX = the port: RDX cannot carry an argument, and no command takes one.)
  *   outb %al, $HC_PORT_EXIT       power off with exit status al. Under QEMU,
  *                                 `-device isa-debug-exit,iobase=0x508,iosize=1`
  *                                 gives exit status (al << 1) | 1.
@@ -28,13 +32,18 @@
 
 enum hc_cmd {
 	HC_NOP     = 0,  /* exits to the VMM and back: measures a round trip */
-	HC_REPORT  = 1,  /* rdi = GVA of struct hc_report: progress/result */
+	HC_REPORT  = 1,  /* rdi = GVA of struct hc_report: progress/result.
+			    Result HC_REPORT_FINISH (1): please finish. A guest
+			    in `forever` mode then stops every CPU at the same
+			    round, verifies, sends a report with final = 1 and
+			    exits through HC_PORT_EXIT. 0: keep going. */
 	HC_REQUEST = 2,  /* rdi = GVA of a NUL-terminated monitor command, rsi = its
 			    length; runs it as if typed at the monitor, result 0/-errno */
 	HC_PUTS    = 3,  /* rdi = GVA of a string, rsi = length: log line on stderr */
 };
 
 #define HC_REPORT_MAGIC 0x56534750u /* "PGSV" */
+#define HC_REPORT_FINISH 1           /* HC_REPORT result: finish the run */
 
 /* Written by the guest, read by the VMM through the composed translation path. */
 struct hc_report {

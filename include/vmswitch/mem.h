@@ -103,6 +103,10 @@ int mem_migrate(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 int mem_scramble(struct mem *m, uint64_t seed, uint64_t count, struct err *e);
 int mem_share(struct mem *m, uint64_t pfn1, uint64_t pfn2, struct err *e);
 int mem_evacuate(struct mem *m, uint64_t mfn_first, uint64_t mfn_end, struct err *e);
+/* Evacuated frames stay retired (failing memory): nothing maps them and
+ * devirtualize refuses PFNs whose own frame is retired. Unretire returns the
+ * exact range given to mem_evacuate to service (the memory was replaced). */
+int mem_unretire(struct mem *m, uint64_t mfn_first, uint64_t mfn_end, struct err *e);
 
 /* Queries. */
 enum mem_mode mem_get_mode(const struct mem *m);

@@ -18,9 +18,12 @@
 
 struct mem;
 
-/* The paging-relevant part of a vCPU's state. */
+/* The paging-relevant part of a vCPU's state. Long-mode paging (4- and
+ * 5-level) is walked; CR0.PG clear means gva == gpa; legacy 32-bit and PAE
+ * paging are reported as MMU_FAULT_UNSUPPORTED. */
 struct mmu_cpu {
 	uint64_t cr0, cr3, cr4, efer;
+	unsigned maxphyaddr;  /* CPUID 0x80000008 EAX[7:0]; 0 means 52 */
 };
 
 /* Access kinds, combined: what the walk must permit. */
@@ -52,10 +55,19 @@ enum mmu_fault {
 	MMU_FAULT_NONCANONICAL,   /* #GP, not #PF */
 	MMU_FAULT_NOT_RAM,        /* an entry points outside guest RAM */
 	MMU_FAULT_PAGING_OFF,     /* CR0.PG clear: gva == gpa, not a fault */
+	MMU_FAULT_SMEP,           /* supervisor fetch from a user page, CR4.SMEP */
+	MMU_FAULT_UNSUPPORTED,    /* legacy (non-long-mode) paging */
 };
 
+/* Outcome of a translation. On success fault is MMU_OK (or
+ * MMU_FAULT_PAGING_OFF, which is informational: gpa == gva). On a fault the
+ * steps read so far stay filled; fault_level is the level of the entry that
+ * faulted, 0 when the data page itself is at fault (a permission fault or a
+ * gpa outside RAM, for which gpa stays filled). error_code is what the CPU
+ * would push with #PF (0 for #GP and for MMU_FAULT_NOT_RAM). A cached answer
+ * carries no steps (nsteps == 0): use mmu_walk to show them. */
 struct mmu_result {
-	uint64_t gva, gpa, mfn;    /* mfn of the page holding gpa */
+	uint64_t gva, gpa, mfn;    /* mfn of the 4 KiB frame holding gpa */
 	void *hva;                 /* host address of the gva byte */
 	uint64_t page_size;        /* 4 KiB, 2 MiB or 1 GiB */
 	bool writable, user, nx;   /* effective permissions */
@@ -76,14 +88,19 @@ int mmu_walk(const struct mem *m, const struct mmu_cpu *cpu, uint64_t gva,
 
 struct mmu;  /* the composed-translation cache */
 
+/* entries: cache capacity (rounded up to a power of two, 0 = 1024). Registers
+ * the cache as mem's P2M listener; mmu_destroy unregisters it. */
 int mmu_create(struct mem *m, unsigned entries, struct mmu **out, struct err *e);
 void mmu_destroy(struct mmu *t);
 
 /* Cached translation (falls back to mmu_walk on a miss). While memory is
- * pass-through no composition is done: the cache stays empty. */
+ * pass-through no composition is done: the cache stays empty. A hit re-reads
+ * the leaf entry, so a guest that rewrote it is never answered stale. */
 int mmu_translate(struct mmu *t, const struct mmu_cpu *cpu, uint64_t gva,
 		  unsigned access, struct mmu_result *r);
-/* Copy guest-virtual memory, page by page, across remapped pages. */
+/* Copy guest-virtual memory, page by page, across remapped pages, as
+ * supervisor reads / writes (CR0.WP applies). -1 with *e on a fault; on a
+ * write fault the pages before the faulting one have been written. */
 int mmu_read_virt(struct mmu *t, const struct mmu_cpu *cpu, uint64_t gva,
 		  void *buf, size_t len, struct err *e);
 int mmu_write_virt(struct mmu *t, const struct mmu_cpu *cpu, uint64_t gva,
@@ -96,7 +113,11 @@ void mmu_invalidate_pfn(struct mmu *t, uint64_t pfn);
 void mmu_flush(struct mmu *t);   /* on guest CR3 change / devirtualize */
 
 struct mmu_stats {
-	uint64_t hits, misses, invalidations, flushes, walks;
+	uint64_t hits, misses;
+	uint64_t invalidations;   /* cached translations dropped because their PFN moved */
+	uint64_t flushes;         /* whole-cache drops (mmu_flush, devirtualize) */
+	uint64_t walks;           /* page-table walks done by mmu_translate */
+	uint64_t entries;         /* translations cached right now */
 };
 void mmu_get_stats(const struct mmu *t, struct mmu_stats *out);
 

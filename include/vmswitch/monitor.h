@@ -48,9 +48,27 @@ struct monitor;
 int monitor_create(const struct monitor_target *t, struct monitor **out, struct err *e);
 void monitor_destroy(struct monitor *mon);
 int monitor_exec(struct monitor *mon, const char *line, FILE *out, struct err *e);
+/* Same for a line of `len` bytes that may hold anything (from a socket): a
+ * NUL or other control byte makes it an unknown command, never a shorter one. */
+int monitor_exec_buf(struct monitor *mon, const char *line, size_t len, FILE *out,
+		     struct err *e);
 
-/* Serve unix-socket clients on a thread of its own until monitor_stop(). */
+/* Serve unix-socket clients on a thread of its own until monitor_stop().
+ * May be called several times (one thread serves every socket); a stale
+ * socket file from a dead VM is replaced, a live one is an error. Lines
+ * longer than 64 KiB get "error: line too long" and are discarded. */
 int monitor_listen_unix(struct monitor *mon, const char *path, struct err *e);
+/* Wake and join the server thread, close every client, unlink the socket
+ * paths. Idempotent; monitor_destroy calls it. Not from a command handler. */
 void monitor_stop(struct monitor *mon);
+
+/* `vmswitch --connect PATH [COMMAND...]`: run one command (the words joined
+ * by spaces) or, with argc == 0, every line of `in` as a command. Output lines
+ * go to `out`, an "error: ..." line to `errout`. Returns the exit status:
+ * 0 every reply ok, 1 some reply was an error, 2 no connection (or lost). */
+int monitor_client_run(const char *path, int argc, char **argv, FILE *in, FILE *out,
+		       FILE *errout);
+/* The same on stdin/stdout/stderr, for main(). */
+int monitor_client_main(const char *path, int argc, char **argv);
 
 #endif

@@ -1,0 +1,311 @@
+/* Machine memory: the layout, one sparse memfd whose offsets are GPAs, the
+ * machine view, the per-region windows, huge pages and the VMA budget. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mem_internal.h"
+
+#define THP_SHMEM "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+#define MAP_COUNT "/proc/sys/vm/max_map_count"
+#define VMA_MARGIN 256  /* VMAs left to the rest of the process */
+
+int mem_layout(uint64_t ram, struct mem_layout *out, struct err *e)
+{
+	memset(out, 0, sizeof(*out));
+	if (ram == 0)
+		return err_set(e, EINVAL, "guest RAM size is 0");
+	if (ram % HUGE_SIZE)
+		return err_set(e, EINVAL, "guest RAM size %llu is not a multiple of 2 MiB",
+			       (unsigned long long)ram);
+	if (ram > MEM_MAX_RAM)
+		return err_set(e, EINVAL, "guest RAM size %llu MiB is absurd (limit %llu MiB)",
+			       (unsigned long long)(ram / MiB),
+			       (unsigned long long)(MEM_MAX_RAM / MiB));
+	out->r[0].gpa = 0;
+	out->r[0].size = MIN(ram, MEM_HOLE_START);
+	out->nr = 1;
+	if (ram > MEM_HOLE_START) {
+		out->r[1].gpa = MEM_HIGH_START;
+		out->r[1].size = ram - MEM_HOLE_START;
+		out->nr = 2;
+	}
+	return 0;
+}
+
+bool mem_is_ram(const struct mem *m, uint64_t pfn)
+{
+	for (unsigned i = 0; i < m->lay.nr; i++)
+		if (pfn >= m->win[i].first && pfn < m->win[i].end)
+			return true;
+	return false;
+}
+
+uint8_t *window_addr(const struct mem *m, uint64_t pfn)
+{
+	for (unsigned i = 0; i < m->lay.nr; i++)
+		if (pfn >= m->win[i].first && pfn < m->win[i].end)
+			return m->win[i].hva + ((pfn - m->win[i].first) << PAGE_SHIFT);
+	return NULL;
+}
+
+/* Reserve size bytes of address space aligned to 2 MiB (so THP can map it). */
+static void *reserve_aligned(uint64_t size, struct err *e)
+{
+	uint64_t len = size + HUGE_SIZE;
+	uint8_t *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (p == MAP_FAILED) {
+		err_sys(e, "reserving %llu MiB of address space for a RAM window",
+			(unsigned long long)(size / MiB));
+		return NULL;
+	}
+	uint8_t *a = (uint8_t *)ALIGN_UP((uintptr_t)p, HUGE_SIZE);
+	if (a > p)
+		munmap(p, a - p);
+	if (p + len > a + size)
+		munmap(a + size, p + len - (a + size));
+	return a;
+}
+
+/* When root and the host says `never`, allow THP for madvised shmem. */
+static void thp_shmem_enable(void)
+{
+	char buf[128] = "";
+	int fd = open(THP_SHMEM, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	if (n > 0 && strstr(buf, "[never]") && geteuid() == 0) {
+		if (pwrite(fd, "advise", 6, 0) == 6)
+			log_info("set %s to 'advise' so guest RAM can use 2 MiB pages", THP_SHMEM);
+	}
+	close(fd);
+}
+
+static bool thp_shmem_allowed(void)
+{
+	char buf[128] = "";
+	int fd = open(THP_SHMEM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && !strstr(buf, "[never]") && !strstr(buf, "[deny]");
+}
+
+static int window_advise(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+{
+	if (!m->huge)
+		return 0;
+	if (madvise(window_addr(m, first), (end - first) << PAGE_SHIFT, MADV_HUGEPAGE) < 0)
+		return err_sys(e, "madvise(MADV_HUGEPAGE) on the RAM window");
+	return 0;
+}
+
+/* Decide and check the huge-page backing once the windows exist. */
+static int hugepages_setup(struct mem *m, struct err *e)
+{
+	m->backing = "4k";
+	if (m->cfg.hugepages == HUGEPAGES_OFF)
+		return 0;
+	thp_shmem_enable();
+	if (!thp_shmem_allowed()) {
+		if (m->cfg.hugepages == HUGEPAGES_REQUIRED)
+			return err_set(e, ENOTSUP, "2 MiB pages required but %s forbids shmem THP "
+				       "(need root, or set it to 'advise')", THP_SHMEM);
+		return 0;
+	}
+	m->huge = true;
+	for (unsigned i = 0; i < m->lay.nr; i++)
+		if (window_advise(m, m->win[i].first, m->win[i].end, e) < 0)
+			return -1;
+	if (m->cfg.hugepages == HUGEPAGES_REQUIRED) {
+		/* Fault in the first 2 MiB and see whether it came as one PMD. */
+		*(volatile uint8_t *)m->win[0].hva = 0;
+		if (!windows_pmd_mapped(m))
+			return err_set(e, ENOTSUP, "2 MiB pages required but the kernel mapped "
+				       "guest RAM with 4 KiB pages (no shmem THP available)");
+	}
+	m->backing = "shmem-thp";
+	return 0;
+}
+
+int machine_open(struct mem *m, struct err *e)
+{
+	const struct mem_region *last = &m->lay.r[m->lay.nr - 1];
+
+	m->ram_top = (last->gpa + last->size) >> PAGE_SHIFT;
+	m->spare_first = m->ram_top;
+	m->spare_end = m->ram_top + (m->cfg.spare_size >> PAGE_SHIFT);
+	m->nr_mfn = m->spare_end;
+	m->memfd = memfd_create("vmswitch-machine", MFD_CLOEXEC);
+	if (m->memfd < 0)
+		return err_sys(e, "memfd_create for machine memory");
+	if (ftruncate(m->memfd, (off_t)(m->nr_mfn << PAGE_SHIFT)) < 0)
+		return err_sys(e, "sizing machine memory to %llu MiB",
+			       (unsigned long long)((m->nr_mfn << PAGE_SHIFT) / MiB));
+	m->mview = mmap(NULL, m->nr_mfn << PAGE_SHIFT, PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_NORESERVE, m->memfd, 0);
+	if (m->mview == MAP_FAILED) {
+		m->mview = NULL;
+		return err_sys(e, "mapping the machine view of machine memory");
+	}
+	for (unsigned i = 0; i < m->lay.nr; i++) {
+		struct mem_region *r = &m->lay.r[i];
+		m->win[i].first = r->gpa >> PAGE_SHIFT;
+		m->win[i].end = (r->gpa + r->size) >> PAGE_SHIFT;
+		m->win[i].hva = reserve_aligned(r->size, e);
+		if (!m->win[i].hva)
+			return -1;
+		r->hva = m->win[i].hva;
+		if (window_map_identity(m, m->win[i].first, m->win[i].end, e) < 0)
+			return -1;
+	}
+	return hugepages_setup(m, e);
+}
+
+void machine_close(struct mem *m)
+{
+	for (unsigned i = 0; i < m->lay.nr; i++)
+		if (m->win[i].hva)
+			munmap(m->win[i].hva, (m->win[i].end - m->win[i].first) << PAGE_SHIFT);
+	if (m->mview)
+		munmap(m->mview, m->nr_mfn << PAGE_SHIFT);
+	if (m->memfd >= 0)
+		close(m->memfd);
+}
+
+/* One mapping for [first, end) at offset == gpa (a range inside one window). */
+int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+{
+	void *a = window_addr(m, first);
+	void *p = mmap(a, (end - first) << PAGE_SHIFT, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED | MAP_NORESERVE, m->memfd,
+		       (off_t)(first << PAGE_SHIFT));
+	if (p == MAP_FAILED)
+		return err_sys(e, "mapping PFNs 0x%llx-0x%llx of the RAM window",
+			       (unsigned long long)first, (unsigned long long)end);
+	return window_advise(m, first, end, e);
+}
+
+int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e)
+{
+	void *p = mmap(window_addr(m, pfn), PAGE_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED, m->memfd, (off_t)(mfn << PAGE_SHIFT));
+	if (p == MAP_FAILED)
+		return err_sys(e, "mapping machine frame 0x%llx at PFN 0x%llx",
+			       (unsigned long long)mfn, (unsigned long long)pfn);
+	m->vma_est += 2;
+	return 0;
+}
+
+static uint64_t count_lines(const char *path, uintptr_t lo, uintptr_t hi)
+{
+	char line[512];
+	uint64_t n = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, t;
+		if (sscanf(line, "%lx-%lx", &s, &t) == 2 && s >= lo && t <= hi)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+uint64_t count_window_vmas(const struct mem *m)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < m->lay.nr; i++) {
+		uintptr_t lo = (uintptr_t)m->win[i].hva;
+		n += count_lines("/proc/self/maps", lo,
+				 lo + ((m->win[i].end - m->win[i].first) << PAGE_SHIFT));
+	}
+	return n;
+}
+
+static uint64_t read_map_count(void)
+{
+	char buf[32] = "";
+	int fd = open(MAP_COUNT, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 65530;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? strtoull(buf, NULL, 10) : 65530;
+}
+
+void vma_init(struct mem *m)
+{
+	m->vma_est = count_lines("/proc/self/maps", 0, UINTPTR_MAX);
+}
+
+/* Make room for `more` VMAs: recount when the estimate nears the limit,
+ * raise the limit when root, else refuse before anything changes. */
+int vma_budget(struct mem *m, uint64_t more, struct err *e)
+{
+	uint64_t limit = read_map_count();
+
+	if (m->vma_est + more + VMA_MARGIN <= limit)
+		return 0;
+	m->vma_est = count_lines("/proc/self/maps", 0, UINTPTR_MAX);
+	if (m->vma_est + more + VMA_MARGIN <= limit)
+		return 0;
+	uint64_t want = MAX(limit * 2, m->vma_est + more + VMA_MARGIN + 65536);
+	if (geteuid() == 0) {
+		char buf[32];
+		int fd = open(MAP_COUNT, O_WRONLY | O_CLOEXEC);
+		int len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)want);
+		if (fd >= 0 && write(fd, buf, len) == len) {
+			close(fd);
+			log_info("raised vm.max_map_count from %llu to %llu for remapped guest pages",
+				 (unsigned long long)limit, (unsigned long long)want);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return err_set(e, ENOMEM, "remapping would need %llu more mappings but vm.max_map_count "
+		       "is %llu (%llu in use); raise it (sysctl vm.max_map_count=%llu)",
+		       (unsigned long long)more, (unsigned long long)limit,
+		       (unsigned long long)m->vma_est, (unsigned long long)want);
+}
+
+/* Does any window mapping have PMD-mapped (2 MiB) pages? */
+bool windows_pmd_mapped(const struct mem *m)
+{
+	char line[256];
+	bool inside = false, found = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long s, t, kb;
+		if (sscanf(line, "%lx-%lx ", &s, &t) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			inside = false;
+			for (unsigned i = 0; i < m->lay.nr; i++)
+				inside |= s >= (uintptr_t)m->win[i].hva &&
+					  s < (uintptr_t)m->win[i].hva +
+					      ((m->win[i].end - m->win[i].first) << PAGE_SHIFT);
+		} else if (inside && (sscanf(line, "ShmemPmdMapped: %lu", &kb) == 1 ||
+				      sscanf(line, "FilePmdMapped: %lu", &kb) == 1 ||
+				      sscanf(line, "AnonHugePages: %lu", &kb) == 1) && kb > 0) {
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}

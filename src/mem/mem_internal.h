@@ -1,0 +1,159 @@
+/* Internal state of mem/: shared by machine.c, p2m.c, backmap.c, wp.c,
+ * remap.c, ops.c and switch.c. Not a public contract.
+ *
+ * Per-page state is lazy: every per-page array is an anonymous NORESERVE
+ * mapping reserved at create that stores "actual XOR default", where the
+ * default is what pass-through implies (P2M identity, each RAM frame owned by
+ * its own PFN, spare frames free). Untouched pages therefore cost nothing,
+ * virtualize allocates nothing, and devirtualize drops the state with one
+ * MADV_DONTNEED (the reservation stays, so lock-free readers never touch an
+ * unmapped address). */
+#ifndef VMSWITCH_MEM_INTERNAL_H
+#define VMSWITCH_MEM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "vmswitch/mem.h"
+#include "vmswitch/util.h"
+
+#define MEM_MAX_RANGES 64
+#define MEM_MAX_SHARERS 0xFFFFu   /* refcounts are 16 bits */
+#define MEM_MAX_RAM (1ULL << 40)  /* 1 TiB: keeps MFNs in 32 bits */
+
+struct mem_window {
+	uint8_t *hva;         /* 2 MiB aligned */
+	uint64_t first, end;  /* PFN range */
+};
+
+struct mem {
+	struct mem_config cfg;
+	struct mem_ops ops;
+	struct mem_layout lay;
+	struct mem_window win[MEM_MAX_REGIONS];
+
+	int memfd;
+	uint8_t *mview;          /* machine view of the whole memfd */
+	uint64_t nr_mfn;         /* memfd pages */
+	uint64_t ram_top;        /* first PFN after the last RAM page */
+	uint64_t spare_first, spare_end;
+
+	pthread_mutex_t lock;    /* every mutator holds it */
+	_Atomic int mode;
+	uint64_t ranges[MEM_MAX_RANGES][2];
+	size_t nranges;
+
+	/* Lazy per-page state (see above). */
+	_Atomic uint32_t *p2m;   /* per PFN: mfn ^ pfn */
+	uint16_t *refc;          /* REFCOUNT, per MFN: count ^ is_ram(mfn) */
+	uint32_t *head;          /* LIST, per MFN: (first pfn + 1) ^ (is_ram ? mfn + 1 : 0) */
+	uint32_t *next;          /* LIST, per PFN: next pfn + 1, 0 ends */
+	uint64_t *freebits;      /* per MFN: free ^ is_spare(mfn) */
+	uint8_t *state;          /* the one mapping holding all of them */
+	size_t state_len, p2m_len, refc_len, head_len, next_len, free_len;
+	bool state_dirty;        /* per-page state may be non-default */
+
+	uint64_t nfree;          /* free frames (retired ones excluded) */
+	uint64_t cow_reserve;    /* free frames promised to pending COW breaks */
+	uint64_t alloc_cursor;
+	uint64_t (*retired)[2];  /* evacuated ("failing") MFN ranges */
+	size_t nretired, retired_cap;
+
+	/* userfaultfd write protection and the COW fault thread. */
+	int uffd;                /* -1 when the host lacks uffd-wp on shmem */
+	char uffd_why[256];
+	int stop_fd;             /* eventfd that stops the fault thread */
+	pthread_t fault_thr;
+	bool fault_thr_running;
+
+	mem_p2m_listener listener;
+	void *listener_ctx;
+
+	struct mem_stats st;
+	uint64_t vma_est;        /* upper bound on this process's VMAs */
+
+	bool huge;               /* windows advised for shmem THP */
+	const char *backing;
+};
+
+/* machine.c */
+void vma_init(struct mem *m);
+bool mem_is_ram(const struct mem *m, uint64_t pfn);
+int machine_open(struct mem *m, struct err *e);
+void machine_close(struct mem *m);
+uint8_t *window_addr(const struct mem *m, uint64_t pfn);
+int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
+int vma_budget(struct mem *m, uint64_t more, struct err *e);
+uint64_t count_window_vmas(const struct mem *m);
+bool windows_pmd_mapped(const struct mem *m);
+
+/* p2m.c: the P2M, the free frames and the retired frames. */
+int state_reserve(struct mem *m, struct err *e);
+void state_release(struct mem *m);
+void state_drop(struct mem *m);
+uint64_t p2m_get(const struct mem *m, uint64_t pfn);
+void p2m_set_raw(struct mem *m, uint64_t pfn, uint64_t mfn);
+bool pfn_virtualized(const struct mem *m, uint64_t pfn);
+size_t range_index(const struct mem *m, uint64_t pfn);
+bool frame_free(const struct mem *m, uint64_t mfn);
+void frame_set_free(struct mem *m, uint64_t mfn, bool free);
+bool frame_retired(const struct mem *m, uint64_t mfn);
+int frame_retire(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+/* A free frame outside [avoid_first, avoid_end), or UINT64_MAX. */
+uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end);
+bool frame_usable(const struct mem *m, uint64_t mfn);
+size_t frames_free_list(struct mem *m, uint64_t **out);
+uint64_t state_resident_bytes(const struct mem *m);
+
+/* backmap.c: MFN -> PFNs, one of three strategies. */
+void bm_add(struct mem *m, uint64_t pfn, uint64_t mfn);
+void bm_del(struct mem *m, uint64_t pfn, uint64_t mfn);
+/* Number of PFNs mapping mfn; stops counting at limit. */
+size_t bm_count(const struct mem *m, uint64_t mfn, size_t limit);
+/* Fills up to max PFNs, returns how many map mfn. */
+size_t bm_pfns(const struct mem *m, uint64_t mfn, uint64_t *pfns, size_t max);
+/* P2M[pfn] = mfn with the back map kept in step. */
+void p2m_assign(struct mem *m, uint64_t pfn, uint64_t mfn);
+
+/* wp.c: userfaultfd write protection. */
+int wp_open(struct mem *m);
+void wp_close(struct mem *m);
+int wp_register(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e);
+void wp_wake(struct mem *m, uint64_t first, uint64_t end);
+int wp_start_thread(struct mem *m, struct err *e);
+void wp_stop_thread(struct mem *m);
+
+/* remap.c: moving guest pages between machine frames. */
+struct move_ctx {
+	bool paused;          /* vCPUs paused by the caller: skip per-page wp */
+	uint64_t stall_start; /* set by move_page when it protects */
+};
+/* Move pfn to free frame `to`, preserving contents (see remap.c). */
+int move_page(struct mem *m, uint64_t pfn, uint64_t to, struct move_ctx *c,
+	      struct err *e);
+/* Move every sharer of frame `from` to free frame `to` (evacuate). */
+int move_frame(struct mem *m, uint64_t from, uint64_t to, struct err *e);
+/* After pfn left frame `from`: free it or unprotect its last sharer. */
+void frame_released(struct mem *m, uint64_t from);
+void note_stall(struct mem *m, uint64_t ns);
+void notify(struct mem *m, uint64_t pfn);
+int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		       struct err *e);
+
+/* switch.c */
+void mode_update(struct mem *m);
+int check_virt_pfn(const struct mem *m, uint64_t pfn, struct err *e);
+
+static inline void mem_lock(const struct mem *m)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+}
+
+static inline void mem_unlock(const struct mem *m)
+{
+	pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}
+
+#endif

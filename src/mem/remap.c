@@ -1,0 +1,229 @@
+/* The remap executor: moving guest pages between machine frames while the
+ * guest keeps writing, and devirtualize (claims 17-22).
+ *
+ * Every move is: write-protect the page (or have the vCPUs paused), copy the
+ * frame through the machine view, mmap the new frame over the window page,
+ * register that page for write protection again (a new mapping is a new VMA),
+ * update P2M and the back map, then wake the writer, which retries its fault
+ * on the new mapping. Copying without protection loses writes made between
+ * the copy and the mmap; with it the writer just waits. The caller holds the
+ * lock, so the P2M cannot change under a move (claims 21-22). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem_internal.h"
+#include "plan.h"
+
+#define PAUSE_BATCH 64
+
+void note_stall(struct mem *m, uint64_t ns)
+{
+	if (ns > m->st.longest_stall_ns)
+		m->st.longest_stall_ns = ns;
+}
+
+void notify(struct mem *m, uint64_t pfn)
+{
+	if (m->listener)
+		m->listener(m->listener_ctx, pfn);
+}
+
+void frame_released(struct mem *m, uint64_t from)
+{
+	uint64_t q;
+	struct err e = {0};
+	size_t n = bm_count(m, from, 2);
+
+	if (n == 0) {
+		if (frame_usable(m, from) && !frame_retired(m, from))
+			frame_set_free(m, from, true);
+		return;
+	}
+	/* It was shared: one promised COW copy is no longer needed. */
+	m->cow_reserve--;
+	if (n == 1 && bm_pfns(m, from, &q, 1) == 1 && wp_protect(m, q, false, &e) < 0)
+		log_warn("%s", e.msg);
+}
+
+static void copy_frame(struct mem *m, uint64_t to, uint64_t from)
+{
+	memcpy(m->mview + (to << PAGE_SHIFT), m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
+	m->st.bytes_copied += PAGE_SIZE;
+}
+
+/* Put pfn's page back on `from` after a failed remap (best effort). */
+static void restore(struct mem *m, uint64_t pfn, uint64_t from)
+{
+	struct err e = {0};
+	if (window_map_page(m, pfn, from, &e) < 0 || wp_register(m, pfn, pfn + 1, &e) < 0)
+		log_warn("restoring PFN 0x%llx: %s", (unsigned long long)pfn, e.msg);
+	wp_wake(m, pfn, pfn + 1);
+}
+
+int move_page(struct mem *m, uint64_t pfn, uint64_t to, struct move_ctx *c, struct err *e)
+{
+	uint64_t from = p2m_get(m, pfn);
+
+	if (vma_budget(m, 2, e) < 0)
+		return -1;
+	if (!c->paused && wp_protect(m, pfn, true, e) < 0)
+		return -1;
+	uint64_t t0 = now_ns();
+	copy_frame(m, to, from);
+	if (window_map_page(m, pfn, to, e) < 0) {
+		restore(m, pfn, from);
+		return -1;
+	}
+	int rc = wp_register(m, pfn, pfn + 1, e);
+	frame_set_free(m, to, false);
+	p2m_assign(m, pfn, to);
+	wp_wake(m, pfn, pfn + 1);
+	if (!c->paused)
+		note_stall(m, now_ns() - t0);
+	frame_released(m, from);
+	notify(m, pfn);
+	return rc;
+}
+
+/* Move a whole frame: every sharer follows it and stays shared. */
+int move_frame(struct mem *m, uint64_t from, uint64_t to, struct err *e)
+{
+	uint64_t q[64];
+	size_t n = bm_pfns(m, from, q, ARRAY_SIZE(q));
+
+	if (n > ARRAY_SIZE(q))
+		return err_set(e, EBUSY, "machine frame 0x%llx has %zu sharers; "
+			       "at most %zu can move together", (unsigned long long)from, n,
+			       ARRAY_SIZE(q));
+	if (n == 1) {
+		struct move_ctx c = {0};
+		return move_page(m, q[0], to, &c, e);
+	}
+	if (vma_budget(m, 2 * n, e) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (wp_protect(m, q[i], true, e) < 0)
+			return -1;
+	uint64_t t0 = now_ns();
+	copy_frame(m, to, from);
+	frame_set_free(m, to, false);
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (window_map_page(m, q[i], to, e) < 0) {
+			restore(m, q[i], from);
+			rc = -1;
+			continue;
+		}
+		if (wp_register(m, q[i], q[i] + 1, e) < 0 || wp_protect(m, q[i], true, e) < 0)
+			rc = -1;
+		p2m_assign(m, q[i], to);
+	}
+	for (size_t i = 0; i < n; i++) {
+		wp_wake(m, q[i], q[i] + 1);
+		notify(m, q[i]);
+	}
+	note_stall(m, now_ns() - t0);
+	if (bm_count(m, from, 1) == 0 && frame_usable(m, from) && !frame_retired(m, from))
+		frame_set_free(m, from, true);
+	return rc;
+}
+
+/* The planner's view of the current state. */
+static int gather(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		  struct plan *pl, struct err *e)
+{
+	struct plan_entry *ent = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t *free_frames = NULL;
+	int rc = -1;
+
+	for (size_t r = 0; r < m->nranges; r++)
+		for (uint64_t p = m->ranges[r][0]; p < m->ranges[r][1]; p++) {
+			if (m->p2m[p] == 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 1024;
+				void *x = realloc(ent, cap * sizeof(*ent));
+				if (!x)
+					goto oom;
+				ent = x;
+			}
+			ent[n++] = (struct plan_entry){ p, p2m_get(m, p) };
+		}
+	size_t nfree = frames_free_list(m, &free_frames);
+	if (nfree == SIZE_MAX)
+		goto oom;
+	struct plan_input in = {
+		.want = want, .nwant = nwant,
+		.virt = (const uint64_t (*)[2])m->ranges, .nvirt = m->nranges,
+		.ent = ent, .nent = n, .free = free_frames, .nfree = nfree,
+		.retired = (const uint64_t (*)[2])m->retired, .nretired = m->nretired,
+	};
+	rc = plan_devirtualize(&in, pl, e);
+	goto out;
+oom:
+	err_set(e, ENOMEM, "out of memory gathering the P2M for devirtualize");
+out:
+	free(ent);
+	free(free_frames);
+	return rc;
+}
+
+static int execute(struct mem *m, const struct plan *pl, struct err *e)
+{
+	bool pause = m->cfg.protect_by_pause && m->ops.pause && m->ops.resume;
+
+	for (size_t i = 0; i < pl->n; i += PAUSE_BATCH) {
+		size_t end = MIN(pl->n, i + PAUSE_BATCH);
+		struct move_ctx c = { .paused = pause };
+		uint64_t t0 = now_ns();
+		if (pause && m->ops.pause(m->ops.ctx) < 0)
+			return err_set(e, EIO, "pausing the vCPUs for a remap batch failed");
+		int rc = 0;
+		for (size_t j = i; j < end && rc == 0; j++) {
+			const struct plan_move *mv = &pl->mv[j];
+			if (p2m_get(m, mv->pfn) != mv->from)
+				rc = err_set(e, EFAULT, "remap: PFN 0x%llx is not on frame 0x%llx "
+					     "as planned", (unsigned long long)mv->pfn,
+					     (unsigned long long)mv->from);
+			else
+				rc = move_page(m, mv->pfn, mv->to, &c, e);
+		}
+		if (pause) {
+			m->ops.resume(m->ops.ctx);
+			note_stall(m, now_ns() - t0);
+		}
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Make the PFN ranges `want` (each inside one virtualized range) identity
+ * and give each back one mapping. The caller updates the ranges afterwards. */
+int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		       struct err *e)
+{
+	struct plan pl;
+
+	if (gather(m, want, nwant, &pl, e) < 0)
+		return -1;
+	if (vma_budget(m, 2 * pl.n, e) < 0 || execute(m, &pl, e) < 0) {
+		plan_free(&pl);
+		return -1;
+	}
+	m->st.skipped += pl.skipped;
+	m->st.direct += pl.direct + pl.evicted;
+	m->st.indirect += pl.indirect;
+	plan_free(&pl);
+	/* One identity mapping again: unregistered, THP advised. */
+	for (size_t i = 0; i < nwant; i++) {
+		if (window_map_identity(m, want[i][0], want[i][1], e) < 0)
+			return -1;
+		wp_wake(m, want[i][0], want[i][1]);
+	}
+	return 0;
+}

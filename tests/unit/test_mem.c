@@ -1,0 +1,411 @@
+/* Unit tests: machine memory, layout, pass-through, virtualize and the P2M
+ * changes (migrate, share, evacuate), partial ranges, and the error paths
+ * (a refused change leaves everything as it was). */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmswitch/mem.h"
+#include "vmswitch/util.h"
+
+#define RAM (8 * MiB)
+#define SPARE (1 * MiB)
+#define PAGES (RAM / PAGE_SIZE)
+
+struct slots { unsigned calls; uint64_t gpa[4], size[4]; void *hva[4]; };
+
+static int set_slot(void *ctx, unsigned slot, uint64_t gpa, uint64_t size, void *hva,
+		    struct err *e)
+{
+	struct slots *s = ctx;
+	(void)e;
+	s->gpa[slot] = gpa;
+	s->size[slot] = size;
+	s->hva[slot] = hva;
+	s->calls++;
+	return 0;
+}
+
+struct heard { uint64_t n, last, all; };
+
+static void listener(void *ctx, uint64_t pfn)
+{
+	struct heard *h = ctx;
+	h->n++;
+	if (pfn == UINT64_MAX)
+		h->all++;
+	else
+		h->last = pfn;
+}
+
+static struct mem *make(uint64_t ram, uint64_t spare, enum backmap_kind bm)
+{
+	struct mem_config cfg = { .ram_size = ram, .spare_size = spare, .backmap = bm,
+				  .hugepages = HUGEPAGES_OFF };
+	struct err e = {0};
+	struct mem *m = NULL;
+	ck_assert_msg(mem_create(&cfg, NULL, &m, &e) == 0, "%s", e.msg);
+	return m;
+}
+
+/* Virtualize, or end the whole test program with SKIP when the host
+ * lacks userfaultfd write protection on shared memory. */
+static void virtualize_or_skip(struct mem *m, uint64_t a, uint64_t b)
+{
+	struct err e = {0};
+	if (mem_virtualize(m, a, b, &e) < 0) {
+		if (e.code == ENOTSUP) {
+			printf("SKIP: %s\n", e.msg);
+			exit(77);
+		}
+		ck_abort_msg("virtualize: %s", e.msg);
+	}
+}
+
+static uint64_t p2m(struct mem *m, uint64_t pfn)
+{
+	uint64_t mfn = ~0ULL;
+	ck_assert_int_eq(mem_p2m(m, pfn, &mfn), 0);
+	return mfn;
+}
+
+static void fill(struct mem *m, uint64_t pfn, uint64_t tag)
+{
+	uint64_t *p = mem_gpa_hva(m, pfn << PAGE_SHIFT);
+	for (int i = 0; i < 512; i++)
+		p[i] = tag * 1000 + (uint64_t)i;
+}
+
+static bool check(struct mem *m, uint64_t pfn, uint64_t tag)
+{
+	uint64_t *p = mem_gpa_hva(m, pfn << PAGE_SHIFT);
+	for (int i = 0; i < 512; i++)
+		if (p[i] != tag * 1000 + (uint64_t)i)
+			return false;
+	return true;
+}
+
+START_TEST(layout_sizes)
+{
+	struct mem_layout l;
+	struct err e = {0};
+
+	ck_assert_int_eq(mem_layout(0, &l, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "0"));
+	ck_assert_int_eq(mem_layout(3 * MiB, &l, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "2 MiB"));
+	ck_assert_int_eq(mem_layout(4096 * GiB, &l, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "absurd"));
+	ck_assert_int_eq(mem_layout(GiB, &l, &e), 0);
+	ck_assert_uint_eq(l.nr, 1);
+	ck_assert_uint_eq(l.r[0].size, GiB);
+	ck_assert_int_eq(mem_layout(5 * GiB, &l, &e), 0);
+	ck_assert_uint_eq(l.nr, 2);
+	ck_assert_uint_eq(l.r[0].gpa, 0);
+	ck_assert_uint_eq(l.r[0].size, MEM_HOLE_START);
+	ck_assert_uint_eq(l.r[1].gpa, MEM_HIGH_START);
+	ck_assert_uint_eq(l.r[1].size, 2 * GiB);
+}
+END_TEST
+
+START_TEST(passthrough_two_regions)
+{
+	struct mem_config cfg = { .ram_size = 5 * GiB, .spare_size = SPARE,
+				  .hugepages = HUGEPAGES_OFF };
+	struct mem_ops ops = { .set_slot = set_slot };
+	struct slots s = {0};
+	struct err e = {0};
+	struct mem *m;
+	struct mem_info info;
+
+	ops.ctx = &s;
+	ck_assert_msg(mem_create(&cfg, &ops, &m, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(s.calls, 2);
+	ck_assert_uint_eq(s.gpa[1], MEM_HIGH_START);
+	ck_assert_uint_eq(mem_get_mode(m), MEM_PASSTHROUGH);
+	ck_assert_uint_eq(mem_ram_pages(m), 5 * GiB / PAGE_SIZE);
+	/* GPA == memfd offset: a byte written through the window is in the machine view. */
+	uint64_t gpa = MEM_HIGH_START + 12345 * PAGE_SIZE + 8;
+	*(uint64_t *)mem_gpa_hva(m, gpa) = 0xfeedULL;
+	ck_assert_uint_eq(*(uint64_t *)((uint8_t *)mem_mfn_hva(m, gpa >> PAGE_SHIFT) + 8), 0xfeed);
+	ck_assert_ptr_null(mem_gpa_hva(m, MEM_HOLE_START + PAGE_SIZE));
+	uint64_t mfn;
+	ck_assert_int_eq(mem_p2m(m, MEM_HOLE_START >> PAGE_SHIFT, &mfn), -1);
+	ck_assert_uint_eq(p2m(m, gpa >> PAGE_SHIFT), gpa >> PAGE_SHIFT);
+	mem_info(m, &info);
+	ck_assert_uint_eq(info.vmas, 2);            /* one mapping per window */
+	ck_assert_uint_eq(info.monitor_bytes, 0);   /* no per-page state */
+	ck_assert_str_eq(info.backmap, "list");
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(virtualize_is_lazy_identity)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
+	struct mem_info info;
+	struct mem_stats st;
+	struct mem_p2m_summary sum;
+	struct err e = {0};
+
+	virtualize_or_skip(m, 0, 0);
+	ck_assert_uint_eq(mem_get_mode(m), MEM_VIRTUALIZED);
+	mem_info(m, &info);
+	ck_assert_uint_eq(info.monitor_bytes, 0);   /* identity costs nothing */
+	for (uint64_t p = 0; p < PAGES; p += 97)
+		ck_assert_uint_eq(p2m(m, p), p);
+	mem_p2m_summary(m, &sum);
+	ck_assert_uint_eq(sum.identity, PAGES);
+	ck_assert_uint_eq(sum.free_frames, SPARE / PAGE_SIZE);
+	ck_assert_int_eq(mem_virtualize(m, 0, 0, &e), -1);   /* already */
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert_uint_eq(mem_get_mode(m), MEM_PASSTHROUGH);
+	mem_info(m, &info);
+	ck_assert_uint_eq(info.monitor_bytes, 0);   /* state dropped */
+	ck_assert_uint_eq(info.vmas, 1);
+	mem_get_stats(m, &st);
+	ck_assert_uint_eq(st.virtualizations, 1);
+	ck_assert_uint_eq(st.skipped, PAGES);
+	ck_assert_uint_eq(st.direct + st.indirect, 0);
+	ck_assert_uint_eq(st.passthrough_page_ops, 0);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), -1);
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(migrate_preserves_and_refuses)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
+	struct heard h = {0};
+	struct err e = {0};
+	uint64_t spare0 = PAGES, pfns[4];
+	size_t n;
+
+	mem_set_listener(m, listener, &h);
+	fill(m, 10, 10);
+	ck_assert_int_eq(mem_migrate(m, 10, spare0, &e), -1);   /* pass-through */
+	ck_assert_ptr_nonnull(strstr(e.msg, "pass-through"));
+	virtualize_or_skip(m, 0, 0);
+	ck_assert_int_eq(mem_migrate(m, 10, spare0, &e), 0);
+	ck_assert_uint_eq(p2m(m, 10), spare0);
+	ck_assert(check(m, 10, 10));
+	ck_assert_uint_eq(h.last, 10);
+	ck_assert_int_eq(mem_backmap(m, spare0, pfns, 4, &n, &e), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(pfns[0], 10);
+	ck_assert_int_eq(mem_backmap(m, 10, pfns, 4, &n, &e), 0);
+	ck_assert_uint_eq(n, 0);   /* frame 10 is free now */
+	/* Refusals: busy MFN, MFN out of range, PFN in no RAM; nothing moves. */
+	ck_assert_int_eq(mem_migrate(m, 11, spare0, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "busy"));
+	ck_assert_int_eq(mem_migrate(m, 11, 12, &e), -1);
+	ck_assert_int_eq(mem_migrate(m, 11, PAGES + SPARE / PAGE_SIZE, &e), -1);
+	ck_assert_int_eq(mem_migrate(m, PAGES + 5, spare0 + 1, &e), -1);
+	ck_assert_uint_eq(p2m(m, 11), 11);
+	/* The freed frame takes another page. */
+	fill(m, 12, 12);
+	ck_assert_int_eq(mem_migrate(m, 12, 10, &e), 0);
+	ck_assert(check(m, 12, 12) && check(m, 10, 10));
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert(check(m, 12, 12) && check(m, 10, 10));
+	ck_assert_uint_eq(p2m(m, 10), 10);
+	ck_assert_uint_eq(h.all, 1);
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(no_spare_fails_cleanly)
+{
+	struct mem *m = make(RAM, 0, BACKMAP_REFCOUNT);
+	struct err e = {0};
+
+	virtualize_or_skip(m, 0, 0);
+	ck_assert_int_eq(mem_scramble(m, 1, 100, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "no free machine frames"));
+	ck_assert_int_eq(mem_evacuate(m, 0, 4, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "no free machine frames"));
+	struct mem_p2m_summary s;
+	mem_p2m_summary(m, &s);
+	ck_assert_uint_eq(s.identity, PAGES);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	mem_destroy(m);
+}
+END_TEST
+
+static void *write_page(void *arg)
+{
+	uint64_t *p = arg;
+	p[7] = 0xc0ffee;
+	return NULL;
+}
+
+START_TEST(share_then_copy_on_write)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
+	struct err e = {0};
+	struct mem_stats st;
+	pthread_t t;
+
+	virtualize_or_skip(m, 0, 0);
+	fill(m, 20, 5);
+	fill(m, 21, 5);
+	fill(m, 22, 6);
+	ck_assert_int_eq(mem_share(m, 20, 22, &e), -1);   /* different contents */
+	ck_assert_uint_eq(p2m(m, 22), 22);
+	ck_assert_int_eq(mem_share(m, 20, 21, &e), 0);
+	ck_assert_uint_eq(p2m(m, 21), 20);
+	struct mem_p2m_summary s;
+	mem_p2m_summary(m, &s);
+	ck_assert_uint_eq(s.shared_frames, 1);
+	/* A write (from another thread, as a vCPU would) breaks the sharing. */
+	pthread_create(&t, NULL, write_page, mem_gpa_hva(m, 21 << PAGE_SHIFT));
+	pthread_join(t, NULL);
+	ck_assert_uint_ne(p2m(m, 21), 20);
+	ck_assert(check(m, 20, 5));
+	uint64_t *q = mem_gpa_hva(m, 21 << PAGE_SHIFT);
+	ck_assert_uint_eq(q[7], 0xc0ffee);
+	ck_assert_uint_eq(q[8], 5008);
+	mem_get_stats(m, &st);
+	ck_assert_uint_eq(st.cow_breaks, 1);
+	/* The remaining sharer is writable again without a copy. */
+	((uint64_t *)mem_gpa_hva(m, 20 << PAGE_SHIFT))[0] = 1;
+	ck_assert_uint_eq(p2m(m, 20), 20);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert_uint_eq(q[7], 0xc0ffee);
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(evacuate_retires)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
+	struct err e = {0};
+	uint64_t pfns[4];
+	size_t n;
+
+	for (uint64_t p = 100; p < 108; p++)
+		fill(m, p, p);
+	virtualize_or_skip(m, 0, 0);
+	ck_assert_int_eq(mem_evacuate(m, 100, 108, &e), 0);
+	for (uint64_t p = 100; p < 108; p++) {
+		ck_assert(check(m, p, p));
+		ck_assert_uint_ge(p2m(m, p), PAGES);
+		ck_assert_int_eq(mem_backmap(m, p, pfns, 4, &n, &e), 0);
+		ck_assert_uint_eq(n, 0);
+	}
+	ck_assert_int_eq(mem_migrate(m, 5, 100, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "retired"));
+	ck_assert_int_eq(mem_evacuate(m, 104, 110, &e), -1);   /* overlaps retired */
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), -1);   /* would use failing memory */
+	ck_assert_uint_eq(mem_get_mode(m), MEM_VIRTUALIZED);
+	ck_assert_int_eq(mem_unretire(m, 100, 108, &e), 0);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	for (uint64_t p = 100; p < 108; p++)
+		ck_assert(check(m, p, p) && p2m(m, p) == p);
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(partial_ranges)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_SEARCH);
+	struct err e = {0};
+	uint64_t r[4][2];
+
+	virtualize_or_skip(m, 256, 512);
+	ck_assert_uint_eq(mem_get_mode(m), MEM_PARTIAL);
+	ck_assert_int_eq(mem_virtualize(m, 500, 600, &e), -1);      /* overlap */
+	ck_assert_int_eq(mem_virtualize(m, PAGES - 1, PAGES + 1, &e), -1);   /* not RAM */
+	ck_assert_int_eq(mem_virtualize(m, 9, 9, &e), -1);          /* empty */
+	ck_assert_int_eq(mem_migrate(m, 100, PAGES, &e), -1);       /* pass-through part */
+	fill(m, 300, 3);
+	ck_assert_int_eq(mem_migrate(m, 300, PAGES, &e), 0);
+	ck_assert_int_eq(mem_evacuate(m, 10, 12, &e), -1);          /* pass-through frames */
+	/* Devirtualize the middle: the range splits in two. */
+	ck_assert_int_eq(mem_devirtualize(m, 290, 310, &e), 0);
+	ck_assert_uint_eq(mem_virt_ranges(m, r, 4), 2);
+	ck_assert(check(m, 300, 3) && p2m(m, 300) == 300);
+	ck_assert_int_eq(mem_devirtualize(m, 100, 200, &e), -1);    /* not virtualized */
+	ck_assert_int_eq(mem_virtualize(m, 0, 0, &e), 0);           /* fills the gaps */
+	ck_assert_uint_eq(mem_get_mode(m), MEM_VIRTUALIZED);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert_uint_eq(mem_get_mode(m), MEM_PASSTHROUGH);
+	struct mem_info info;
+	mem_info(m, &info);
+	ck_assert_uint_eq(info.vmas, 1);
+	mem_destroy(m);
+}
+END_TEST
+
+START_TEST(hugepages_modes)
+{
+	struct mem_config cfg = { .ram_size = 16 * MiB, .spare_size = SPARE,
+				  .hugepages = HUGEPAGES_AUTO };
+	struct err e = {0};
+	struct mem *m;
+	struct mem_info info;
+
+	ck_assert_msg(mem_create(&cfg, NULL, &m, &e) == 0, "%s", e.msg);
+	memset(mem_gpa_hva(m, 0), 1, 16 * MiB);
+	mem_info(m, &info);
+	printf("hugepages auto: backing %s, page size %llu\n", info.backing,
+	       (unsigned long long)info.page_size);
+	ck_assert_uint_eq(info.page_size, info.hugepages ? HUGE_SIZE : PAGE_SIZE);
+	mem_destroy(m);
+	cfg.hugepages = HUGEPAGES_REQUIRED;
+	if (mem_create(&cfg, NULL, &m, &e) == 0) {
+		mem_info(m, &info);
+		ck_assert(info.hugepages);
+		mem_destroy(m);
+	} else {
+		ck_assert_ptr_nonnull(strstr(e.msg, "2 MiB"));
+	}
+}
+END_TEST
+
+START_TEST(bad_config)
+{
+	struct mem_config cfg = { .ram_size = 0 };
+	struct err e = {0};
+	struct mem *m = NULL;
+
+	ck_assert_int_eq(mem_create(&cfg, NULL, &m, &e), -1);
+	cfg.ram_size = RAM;
+	cfg.spare_size = 100;
+	ck_assert_int_eq(mem_create(&cfg, NULL, &m, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "spare"));
+}
+END_TEST
+
+static Suite *mem_suite(void)
+{
+	Suite *s = suite_create("mem");
+	TCase *tc = tcase_create("mem");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, layout_sizes);
+	tcase_add_test(tc, passthrough_two_regions);
+	tcase_add_test(tc, virtualize_is_lazy_identity);
+	tcase_add_test(tc, migrate_preserves_and_refuses);
+	tcase_add_test(tc, no_spare_fails_cleanly);
+	tcase_add_test(tc, share_then_copy_on_write);
+	tcase_add_test(tc, evacuate_retires);
+	tcase_add_test(tc, partial_ranges);
+	tcase_add_test(tc, hugepages_modes);
+	tcase_add_test(tc, bad_config);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(mem_suite());
+	/* No fork: a SKIP exit(77) from a test must end the program. */
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
