@@ -36,7 +36,7 @@ struct boot_info {
 void kernel_main(struct boot_params *bp);
 void ap_kernel_main(unsigned cpu);
 
-/* ---- assembly (head.S, entry.S, trampoline.S) ---- */
+/* ---- assembly (head.S, entry.S, trampoline.S); stacks (kernel.c) ---- */
 extern char trampoline_start[], trampoline_end[];
 extern char tr_cr3[], tr_stack[], tr_entry[], tr_cpu[];
 void ap_entry64(void);

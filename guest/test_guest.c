@@ -223,6 +223,30 @@ START_TEST(pattern_checksum_adds_up)
 }
 END_TEST
 
+/* vmswitch's own loader accepts the image and finds what guest/layout.h
+ * promises: 64-bit entry at pref_address + 0x200, everything below HIGH_PA. */
+START_TEST(image_accepted_by_loader)
+{
+	const char *top = getenv("top_builddir");
+	char path[4096];
+	struct boot_image img;
+	struct err e = {0};
+
+	snprintf(path, sizeof(path), "%s/guest/vmswitch-guest", top ? top : ".");
+	ck_assert_msg(boot_image_open(path, NULL, &img, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(img.setup_size, 5 * 512);
+	ck_assert_uint_eq(img.hdr_len, 0x26c - 0x1f1);
+	ck_assert_uint_eq(img.pref_address, KERNEL_PA);
+	ck_assert(!img.relocatable);
+	ck_assert_uint_le(img.pref_address + img.init_size, HIGH_PA);
+	ck_assert_uint_eq(img.hdr.code32_start, KERNEL_PA);
+	/* startup_64 begins with cli; cld */
+	ck_assert_uint_eq(img.kernel[img.setup_size + ENTRY64_OFFSET], 0xfa);
+	ck_assert_uint_eq(img.kernel[img.setup_size + ENTRY64_OFFSET + 1], 0xfc);
+	boot_image_close(&img);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guest");
@@ -238,6 +262,7 @@ int main(void)
 	tcase_add_test(tc, formatter);
 	tcase_add_test(tc, pattern_detects_wrong_frame);
 	tcase_add_test(tc, pattern_checksum_adds_up);
+	tcase_add_test(tc, image_accepted_by_loader);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

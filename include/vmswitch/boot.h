@@ -70,6 +70,36 @@
 #define BOOT_IOAPIC_GPA    0xfec00000ULL
 #define BOOT_LAPIC_GPA     0xfee00000ULL
 
+/* Host-side decompression (issue #6): a bzImage's compressed payload,
+ * decompressed on the host, is the kernel proper as an ELF (vmlinux) whose
+ * PT_LOAD segments load at their physical addresses. */
+enum boot_payload_format {
+	BOOT_PAYLOAD_NONE,        /* no payload (protocol < 2.08 or length 0) */
+	BOOT_PAYLOAD_ELF,         /* stored uncompressed */
+	BOOT_PAYLOAD_GZIP,
+	BOOT_PAYLOAD_XZ,
+	BOOT_PAYLOAD_LZMA,
+	BOOT_PAYLOAD_LZ4,         /* the kernel's lz4 *legacy* frame format */
+	BOOT_PAYLOAD_ZSTD,
+	BOOT_PAYLOAD_BZIP2,
+	BOOT_PAYLOAD_LZO,         /* recognized, not supported on the host */
+	BOOT_PAYLOAD_UNKNOWN,
+};
+
+#define BOOT_ELF_MAX_SEGS  16
+struct boot_elf_seg {
+	uint64_t paddr;           /* load address (p_paddr) */
+	uint64_t offset;          /* in the ELF file */
+	uint64_t filesz, memsz;   /* memsz - filesz bytes of bss are zeroed */
+};
+
+struct boot_elf {
+	uint64_t entry;           /* physical address of the 64-bit entry */
+	uint64_t lo, hi;          /* lowest paddr, highest paddr + memsz */
+	unsigned nseg;
+	struct boot_elf_seg seg[BOOT_ELF_MAX_SEGS];
+};
+
 /* A validated kernel (and optional initrd), held in host memory. */
 struct boot_image {
 	char *kernel_path;
@@ -86,6 +116,17 @@ struct boot_image {
 	char *initrd_path;        /* NULL: no initrd */
 	int initrd_fd;            /* -1: no initrd; read at place time */
 	uint64_t initrd_size;
+	/* Host decompression: vmlinux is NULL on the classic path (load the
+	 * protected-mode code at kernel_gpa, enter at +0x200). */
+	enum boot_payload_format payload_format;
+	uint8_t *vmlinux;         /* the decompressed payload (an ELF) */
+	size_t vmlinux_size;
+	struct boot_elf elf;      /* its segments and entry, validated */
+};
+
+/* How boot_image_open_with treats the image. */
+struct boot_open_cfg {
+	bool no_host_decompress;  /* always take the classic path */
 };
 
 /* Where things go in guest RAM; computed by boot_image_plan. */
@@ -114,6 +155,11 @@ struct boot_entry {
  * (NULL for none). Errors name the file. On -1, *img needs no close. */
 int boot_image_open(const char *kernel, const char *initrd,
 		    struct boot_image *img, struct err *e);
+/* boot_image_open with options (boot_image_open = all defaults: decompress
+ * the payload on the host when the image has one). */
+int boot_image_open_with(const char *kernel, const char *initrd,
+			 const struct boot_open_cfg *cfg,
+			 struct boot_image *img, struct err *e);
 /* Does the image (kernel, init_size, initrd) fit in this RAM layout? */
 int boot_image_check(const struct boot_image *img, const struct mem_layout *l,
 		     struct err *e);
@@ -166,5 +212,51 @@ int boot_mptable_build(unsigned ncpus, uint64_t table_gpa, void *table,
 int boot_dtb_build(const struct boot_params_cfg *cfg,
 		   const struct mem_layout *l, void *buf, size_t size,
 		   struct err *e);
+
+/* --- host decompression and ELF loading (decompress.c, elf.c) --- */
+
+/* The payload's format from its first bytes; its name ("xz", ...). */
+enum boot_payload_format boot_payload_detect(const uint8_t *p, size_t len);
+const char *boot_payload_format_name(enum boot_payload_format f);
+/* Decompress a kernel payload (stream followed by the le32 uncompressed
+ * size, as the kernel's build appends it) into a malloc'd *out. `what`
+ * names the file in messages. */
+int boot_payload_decompress(const uint8_t *p, size_t len, const char *what,
+			    uint8_t **out, size_t *out_len, struct err *e);
+/* Find the image's payload (setup header payload_offset/length) and, if it
+ * is there, decompress it into img->vmlinux and validate it as an ELF.
+ * Leaves img->vmlinux NULL (classic path) for images without a payload. */
+int boot_image_decompress(struct boot_image *img, struct err *e);
+
+/* Validate an x86-64 ELF executable and collect its PT_LOAD segments
+ * (all at or above BOOT_LOW_END, not overlapping) and physical entry. */
+int boot_elf_parse(const uint8_t *buf, size_t len, const char *what,
+		   struct boot_elf *out, struct err *e);
+/* Copy the segments to their physical addresses and zero their bss. */
+int boot_elf_load(const uint8_t *buf, const struct boot_elf *elf,
+		  const struct boot_guest *g, struct err *e);
+
+/* --- kernel options for Linux on kvm_pvm hosts (pvm_compat.c) --- */
+
+#define BOOT_PVM_MAX_ADDED 24
+struct boot_pvm_added {
+	char option[64];          /* what was added, e.g. "noxsave" */
+	const char *why;          /* static text */
+};
+
+struct boot_pvm_cmdline {
+	char *cmdline;            /* malloc'd: the user's line plus additions */
+	unsigned n;
+	struct boot_pvm_added added[BOOT_PVM_MAX_ADDED];
+};
+
+/* The command line Linux needs on this host: `user` (NULL means "") plus,
+ * if pvm_host, the options proven necessary on kvm_pvm (and, if
+ * candidates, those of the best known run, not yet proven one by one),
+ * skipping any the user already set (clearcpuid= lists are merged).
+ * Options go before a " -- " that starts init's arguments. */
+int boot_pvm_cmdline(const char *user, bool pvm_host, bool candidates,
+		     struct boot_pvm_cmdline *out, struct err *e);
+void boot_pvm_cmdline_free(struct boot_pvm_cmdline *c);
 
 #endif

@@ -95,7 +95,9 @@ void mmu_destroy(struct mmu *t);
 
 /* Cached translation (falls back to mmu_walk on a miss). While memory is
  * pass-through no composition is done: the cache stays empty. A hit re-reads
- * the leaf entry, so a guest that rewrote it is never answered stale. */
+ * the leaf entry, so a guest that rewrote it is never answered stale; like a
+ * real TLB, edits to upper-level entries are seen after mmu_flush (call it
+ * when a vCPU's CR3 is seen to change). No accessed/dirty bits are set. */
 int mmu_translate(struct mmu *t, const struct mmu_cpu *cpu, uint64_t gva,
 		  unsigned access, struct mmu_result *r);
 /* Copy guest-virtual memory, page by page, across remapped pages, as

@@ -4,6 +4,9 @@
  *   SEARCH    nothing per page; every question searches the P2M
  * All arrays store "actual XOR identity default", so pass-through (each RAM
  * frame owned by its own PFN) is all zeros. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include "mem_internal.h"

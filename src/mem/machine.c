@@ -1,5 +1,8 @@
 /* Machine memory: the layout, one sparse memfd whose offsets are GPAs, the
  * machine view, the per-region windows, huge pages and the VMA budget. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>
@@ -249,21 +252,23 @@ static uint64_t read_map_count(void)
 
 void vma_init(struct mem *m)
 {
+	m->map_limit = read_map_count();
 	m->vma_est = count_lines("/proc/self/maps", 0, UINTPTR_MAX);
 }
 
-/* Make room for `more` VMAs: recount when the estimate nears the limit,
- * raise the limit when root, else refuse before anything changes. */
+/* Make room for `more` VMAs. The estimate only grows (2 per remapped page);
+ * near the limit we recount, and when root raise the limit well ahead so
+ * recounts stay rare; otherwise refuse before anything changes. */
 int vma_budget(struct mem *m, uint64_t more, struct err *e)
 {
-	uint64_t limit = read_map_count();
-
-	if (m->vma_est + more + VMA_MARGIN <= limit)
+	if (m->vma_est + more + VMA_MARGIN <= m->map_limit)
 		return 0;
+	m->map_limit = read_map_count();
 	m->vma_est = count_lines("/proc/self/maps", 0, UINTPTR_MAX);
-	if (m->vma_est + more + VMA_MARGIN <= limit)
+	uint64_t need = m->vma_est + more + VMA_MARGIN;
+	if (need + need / 4 <= m->map_limit)
 		return 0;
-	uint64_t want = MAX(limit * 2, m->vma_est + more + VMA_MARGIN + 65536);
+	uint64_t want = MAX(m->map_limit * 2, need * 2);
 	if (geteuid() == 0) {
 		char buf[32];
 		int fd = open(MAP_COUNT, O_WRONLY | O_CLOEXEC);
@@ -271,15 +276,18 @@ int vma_budget(struct mem *m, uint64_t more, struct err *e)
 		if (fd >= 0 && write(fd, buf, len) == len) {
 			close(fd);
 			log_info("raised vm.max_map_count from %llu to %llu for remapped guest pages",
-				 (unsigned long long)limit, (unsigned long long)want);
+				 (unsigned long long)m->map_limit, (unsigned long long)want);
+			m->map_limit = want;
 			return 0;
 		}
 		if (fd >= 0)
 			close(fd);
 	}
+	if (need <= m->map_limit)
+		return 0;
 	return err_set(e, ENOMEM, "remapping would need %llu more mappings but vm.max_map_count "
 		       "is %llu (%llu in use); raise it (sysctl vm.max_map_count=%llu)",
-		       (unsigned long long)more, (unsigned long long)limit,
+		       (unsigned long long)more, (unsigned long long)m->map_limit,
 		       (unsigned long long)m->vma_est, (unsigned long long)want);
 }
 

@@ -71,6 +71,7 @@ struct mem {
 
 	struct mem_stats st;
 	uint64_t vma_est;        /* upper bound on this process's VMAs */
+	uint64_t map_limit;      /* vm.max_map_count as last read */
 
 	bool huge;               /* windows advised for shmem THP */
 	const char *backing;

@@ -1,6 +1,9 @@
 /* P2M changes while virtualized (claim 5): migrate, scramble, share,
  * evacuate. Each checks everything it can before touching anything, so a
  * refused change leaves P2M, back map and guest bytes as they were. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>

@@ -1,5 +1,8 @@
 /* The P2M (PFN -> MFN), the free machine frames and the retired frames.
  * Every array stores "actual XOR pass-through default" (mem_internal.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>

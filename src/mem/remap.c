@@ -8,6 +8,9 @@
  * on the new mapping. Copying without protection loses writes made between
  * the copy and the mmap; with it the writer just waits. The caller holds the
  * lock, so the P2M cannot change under a move (claims 21-22). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>
@@ -140,7 +143,8 @@ static int gather(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	uint64_t *free_frames = NULL;
 	int rc = -1;
 
-	for (size_t r = 0; r < m->nranges; r++)
+	/* Nothing ever remapped: no entries, and no reading of untouched state. */
+	for (size_t r = 0; r < m->nranges && m->state_dirty; r++)
 		for (uint64_t p = m->ranges[r][0]; p < m->ranges[r][1]; p++) {
 			if (m->p2m[p] == 0)
 				continue;
@@ -153,7 +157,7 @@ static int gather(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 			}
 			ent[n++] = (struct plan_entry){ p, p2m_get(m, p) };
 		}
-	size_t nfree = frames_free_list(m, &free_frames);
+	size_t nfree = n ? frames_free_list(m, &free_frames) : 0;
 	if (nfree == SIZE_MAX)
 		goto oom;
 	struct plan_input in = {

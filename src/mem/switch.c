@@ -5,6 +5,9 @@
  * Virtualize registers the range for write protection and records it; all
  * per-page state appears lazily as pages are remapped, so it is O(1) in
  * memory size. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>

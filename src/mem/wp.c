@@ -5,6 +5,9 @@
  * RAM) must block in the fault too, not fail with EFAULT. Only the virtualized
  * part of a window is registered; a fresh mmap over a page drops its
  * registration, so remap.c registers it again after every remap. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#endif
 #include "config.h"
 
 #include <errno.h>

@@ -6,7 +6,10 @@
 #   PASS line, exit status 1 (isa-debug-exit: (0 << 1) | 1), and the
 #   checksum against guest/pattern-sum (vmswitch/pattern.h on the host);
 #   corrupt=1 -> FAIL, status 3; fault=1 -> EXCEPTION vector=14, status 5;
-#   forever with stop=N (stands in for the VMM's "finish") -> PASS.
+#   forever with stop=N (stands in for the VMM's "finish") -> PASS;
+#   vmswitch's DTB (guest/mkdtb, loaded by -device loader, the image's
+#   setup_data pointed at it): CPU count from /cpus, hypercall ports open
+#   to CPL3 (HC_REPORT reads all-ones from QEMU's empty port: -1).
 # Environment (from make check): QEMU, top_builddir. SKIP (77) without QEMU.
 set -u
 
@@ -17,7 +20,8 @@ fi
 B=${top_builddir:-.}
 IMG=$B/guest/vmswitch-guest
 SUM=$B/guest/pattern-sum
-for f in "$IMG" "$SUM"; do
+MKDTB=$B/guest/mkdtb
+for f in "$IMG" "$SUM" "$MKDTB"; do
 	[ -x "$f" ] || [ -f "$f" ] || { echo "FAIL: $f is not built"; exit 1; }
 done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/test_guest_qemu.XXXXXX")
@@ -46,12 +50,14 @@ check_header() {
 	     "init_size=0x$(field 0x260 4) code32_start=0x$(field 0x214 4)"
 }
 
-# run NAME CPUS "APPEND": boots once; sets $status and $log.
+# run NAME CPUS "APPEND" [QEMU ARGS...]: boots once; sets $status and $log.
 run() {
-	log=$WORK/$1.log
-	timeout 40 "$QEMU" -accel tcg -M pc -m 256 -smp "$2" -nographic -no-reboot \
+	local name=$1 cpus=$2 append=$3
+	shift 3
+	log=$WORK/$name.log
+	timeout 40 "$QEMU" -accel tcg -M pc -m 256 -smp "$cpus" -nographic -no-reboot \
 		-serial stdio -monitor none -device isa-debug-exit,iobase=0x508,iosize=1 \
-		-kernel "$IMG" -append "$3" >"$log" 2>&1 </dev/null
+		-kernel "$IMG" -append "$append" "$@" >"$log" 2>&1 </dev/null
 	status=$?
 	tr -d '\r' <"$log" >"$log.txt" && mv "$log.txt" "$log"
 }
@@ -61,10 +67,11 @@ show() {
 	tail -n 12 "$log"
 }
 
-# expect_pass NAME CPUS "APPEND" SEED PAGES: PASS, status 1, right checksum.
+# expect_pass NAME CPUS "APPEND" SEED PAGES [QEMU ARGS...]: PASS, status 1,
+# right checksum.
 expect_pass() {
 	local line rounds sum want
-	run "$1" "$2" "$3"
+	run "$1" "$2" "$3" "${@:6}"
 	line=$(grep -m1 '^PASS ' "$log")
 	if [ "$status" -ne 1 ] || [ -z "$line" ]; then
 		fail "$1: want PASS and exit status 1"
@@ -99,6 +106,22 @@ expect_pass two-cpus 2 "pages=256 rounds=4 seed=9 report=2 cpus=2" 9 256
 expect_pass forever-stop 2 "pages=128 seed=3 cpus=2 forever report=1 stop=3" 3 128
 expect_status corrupt 1 "pages=64 rounds=2 corrupt=1" 3 '^FAIL rounds=2 pages=64 mismatches=1 '
 expect_status fault 1 "pages=64 rounds=2 fault=1" 5 '^EXCEPTION vector=14 '
+
+# vmswitch's DTB at 3 MiB (between the kernel's init_size and HIGH_PA).
+DTB_AT=0x300000
+if "$MKDTB" "$DTB_AT" 2 256 "$WORK/dtb.bin"; then
+	cp "$IMG" "$WORK/img"
+	printf '\x00\x00\x30\x00\x00\x00\x00\x00' |
+		dd of="$WORK/img" bs=1 seek=$((0x250)) conv=notrunc status=none
+	IMG=$WORK/img expect_pass dtb 2 "pages=96 rounds=3 seed=5 report=1" 5 96 \
+		-device loader,file="$WORK/dtb.bin",addr=$DTB_AT,force-raw=on
+	for want in '^dtb: vmswitch=1 hcall-port=0x500 cpus=2 ' ' cpus=2 forever' \
+		    '^cpu1 up' '^HC_REPORT failed: -1'; do
+		grep -q -- "$want" "$log" || { fail "dtb: no /$want/"; show dtb; }
+	done
+else
+	fail "mkdtb failed"
+fi
 if [ "$failures" -ne 0 ]; then
 	echo "$failures check(s) failed"
 	exit 1

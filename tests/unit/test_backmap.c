@@ -2,6 +2,9 @@
  * the same answers as each other and as a brute-force inversion of the P2M,
  * after random sequences of migrate, scramble, share, evacuate and partial
  * (de)virtualization; and their per-page memory is as small as promised. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,9 @@
 /* Unit tests: machine memory, layout, pass-through, virtualize and the P2M
  * changes (migrate, share, evacuate), partial ranges, and the error paths
  * (a refused change leaves everything as it was). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>

@@ -3,6 +3,9 @@
  * spare frames, shared frames, partial ranges, scarce free frames). Applying
  * its moves to a model must give the identity without ever overwriting a
  * live frame, with one temporary frame per cycle and the expected copies. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
 #include <check.h>
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,0 +1,55 @@
+#!/bin/bash
+# The heart of vmswitch under a running guest: ROUNDS rounds of
+#   virtualize -> scramble -> migrate, share, evacuate -> devirtualize
+# through the monitor socket, on 1 and 2 vCPUs, while the test kernel writes
+# and verifies its work area at CPL3 the whole time. Passes only if the guest
+# reports zero mismatches, its checksum equals guest/pattern-sum's, and P2M
+# is the identity with one mapping per region after every devirtualize.
+set -u
+. "$(dirname "$0")/kvm_common.sh"
+need_kvm
+ROUNDS=${SWITCH_ROUNDS:-200}
+work=$(mktemp -d); trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+pid=
+fails=0
+
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+one_run() { # CPUS
+	local cpus=$1 sock="$work/mon-$1.sock" serial="$work/serial-$1" pages=2048 seed=7
+	"$vms" --kernel "$guest" --memory 64M --cpus "$cpus" --monitor "unix:$sock" \
+		--serial "file:$serial" --append "pages=$pages seed=$seed forever report=1 cpus=$cpus" \
+		</dev/null >"$work/log-$cpus" 2>&1 &
+	pid=$!
+	wait_for_socket "$sock" || { fail "no monitor socket"; return; }
+	local spare=$((64 << 8)) # first spare machine frame: 64 MiB / 4 KiB
+	for r in $(seq 1 "$ROUNDS"); do
+		mon "$sock" virtualize >/dev/null || { fail "round $r: virtualize"; break; }
+		mon "$sock" info mode | grep -q "mode: virtualized" || { fail "round $r: mode"; break; }
+		mon "$sock" scramble "$r" >/dev/null || { fail "round $r: scramble"; break; }
+		mon "$sock" migrate $((0x600 + r % 64)) $((spare + r % 128)) >/dev/null || { fail "round $r: migrate"; break; }
+		mon "$sock" share 0x3f00 0x3f01 >/dev/null || { fail "round $r: share"; break; }
+		mon "$sock" evacuate 0x2000 0x2008 >/dev/null || { fail "round $r: evacuate"; break; }
+		mon "$sock" unretire 0x2000 0x2008 >/dev/null || { fail "round $r: unretire"; break; }
+		mon "$sock" devirtualize >/dev/null || { fail "round $r: devirtualize"; break; }
+		local sum; sum=$(mon "$sock" info p2m 0 1 | grep summary)
+		echo "$sum" | grep -q " 0 remapped, 0 shared" || { fail "round $r: not identity: $sum"; break; }
+		mon "$sock" info memory | grep -q "^mappings: 1$" || { fail "round $r: window not one mapping"; break; }
+	done
+	mon "$sock" stats > "$work/stats-$cpus" || fail "stats"
+	mon "$sock" guest-finish >/dev/null || fail "guest-finish"
+	wait $pid; local rc=$?; pid=
+	local line; line=$(grep -E "PASS|FAIL" "$serial" | tail -1)
+	[ $rc -eq 0 ] || fail "cpus=$cpus: vmswitch exited $rc ($line)"
+	echo "$line" | grep -q "mismatches=0" || fail "cpus=$cpus: $line"
+	local rounds; rounds=$(echo "$line" | sed -n 's/.*rounds=\([0-9]*\).*/\1/p')
+	local want; want=$("$top/guest/pattern-sum" $seed 0x580 $pages "${rounds:-0}")
+	echo "$line" | grep -q "checksum=$want" || fail "cpus=$cpus: checksum, want $want: $line"
+	echo "cpus=$cpus: $ROUNDS switch rounds; guest: $line"
+	grep -E "^(skipped|direct|indirect|bytes_copied|longest_stall)" "$work/stats-$cpus" | tr '\n' ' '; echo
+}
+
+one_run 1
+one_run 2
+[ $fails -eq 0 ] && echo "switch: 2 passed, 0 failed" || echo "switch: $fails failed"
+[ $fails -eq 0 ]
