@@ -215,6 +215,7 @@ int main(int argc, char **argv)
 	struct err e = {0};
 	int status;
 
+	log_start_ns = now_ns();
 	if (argc > 1 && strcmp(argv[1], "--connect") == 0) {
 		if (argc < 3) {
 			fprintf(stderr, "vmswitch: --connect needs the monitor socket's PATH\n");
@@ -253,6 +254,8 @@ int main(int argc, char **argv)
 	struct session_config sc = {.monitors = o.monitors, .nmonitors = o.nmonitors,
 				    .monitor_stdio = o.monitor_stdio, .serial_path = o.serial_path};
 	status = session_run(&o.vm, &host, &img, &sc, &e);
+	log_debug("guest ended with status %d after %.3f ms wall, %.3f CPU-ms", status,
+		  (double)(now_ns() - log_start_ns) / 1e6, (double)cpu_ns() / 1e6);
 	if (status < 0) {
 		fprintf(stderr, "vmswitch: %s\n", e.msg);
 		status = VM_EXIT_CRASH;

@@ -34,6 +34,8 @@ uint64_t cpu_ns(void);
 
 /* Messages to stderr with a "vmswitch: " prefix; log_debug only with --verbose. */
 extern bool log_verbose;
+/* now_ns() when main() started: the origin for start-up timings. */
+extern uint64_t log_start_ns;
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -170,6 +170,15 @@ static int open_initrd(struct boot_image *img, const char *path, struct err *e)
 int boot_image_open(const char *kernel, const char *initrd,
 		    struct boot_image *img, struct err *e)
 {
+	static const struct boot_open_cfg defaults;
+
+	return boot_image_open_with(kernel, initrd, &defaults, img, e);
+}
+
+int boot_image_open_with(const char *kernel, const char *initrd,
+			 const struct boot_open_cfg *cfg,
+			 struct boot_image *img, struct err *e)
+{
 	*img = (struct boot_image){.initrd_fd = -1};
 	if (read_kernel(img, kernel, e) < 0 || check_header(img, kernel, e) < 0 ||
 	    take_geometry(img, kernel, e) < 0)
@@ -179,6 +188,9 @@ int boot_image_open(const char *kernel, const char *initrd,
 		err_set(e, ENOMEM, "kernel %s: out of memory", kernel);
 		goto fail;
 	}
+	/* Decompressing now lets a bad payload fail before KVM is opened. */
+	if (!cfg->no_host_decompress && boot_image_decompress(img, e) < 0)
+		goto fail;
 	if (initrd && open_initrd(img, initrd, e) < 0)
 		goto fail;
 	return 0;
@@ -192,6 +204,7 @@ void boot_image_close(struct boot_image *img)
 	free(img->kernel);
 	free(img->kernel_path);
 	free(img->initrd_path);
+	free(img->vmlinux);
 	if (img->initrd_fd >= 0)
 		close(img->initrd_fd);
 	*img = (struct boot_image){.initrd_fd = -1};

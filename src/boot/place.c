@@ -79,7 +79,9 @@ static int put_cmdline(const struct boot_guest *g, const char *cmdline, struct e
 static int put_payload(const struct boot_guest *g, const struct boot_image *img,
 		       const struct boot_plan *p, struct err *e)
 {
-	if (guest_write(g, p->kernel_gpa, img->kernel + img->setup_size,
+	if (img->vmlinux && boot_elf_load(img->vmlinux, &img->elf, g, e) < 0)
+		return err_wrap(e, "kernel %s", img->kernel_path);
+	if (!img->vmlinux && guest_write(g, p->kernel_gpa, img->kernel + img->setup_size,
 			img->kernel_size - img->setup_size, e) < 0)
 		return err_wrap(e, "loading kernel %s", img->kernel_path);
 	if (img->initrd_fd >= 0 &&
@@ -120,10 +122,13 @@ static int put_boot_params(const struct boot_guest *g, const struct boot_image *
 	return rc;
 }
 
-static void fill_entry(const struct boot_plan *p, struct boot_entry *out)
+/* The kernel proper (ELF entry) takes the same state as the bzImage's
+ * 64-bit entry: boot_params in rsi, identity map, flat GDT. */
+static void fill_entry(const struct boot_image *img, const struct boot_plan *p,
+		       struct boot_entry *out)
 {
 	*out = (struct boot_entry){
-		.rip = p->kernel_gpa + ENTRY_64,
+		.rip = img->vmlinux ? img->elf.entry : p->kernel_gpa + ENTRY_64,
 		.rsi = BOOT_PARAMS_GPA,
 		.rsp = BOOT_STACK_TOP,
 		.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG,
@@ -150,6 +155,6 @@ int boot_image_place_guest(const struct boot_image *img,
 	    put_cmdline(g, cfg->cmdline, e) < 0 || put_payload(g, img, &p, e) < 0 ||
 	    put_boot_params(g, img, &p, e) < 0)
 		return -1;
-	fill_entry(&p, out);
+	fill_entry(img, &p, out);
 	return 0;
 }

@@ -16,12 +16,28 @@ static uint64_t low_ram_end(const struct mem_layout *l)
 	return 0;
 }
 
+/* A host-decompressed kernel sits where its ELF segments say. */
+static int place_elf(const struct boot_image *img, uint64_t low_end,
+		     struct boot_plan *p, struct err *e)
+{
+	if (img->elf.hi > low_end)
+		return err_set(e, ENOSPC, "kernel %s: its decompressed ELF needs RAM "
+			       "up to 0x%llx, but RAM below the hole ends at 0x%llx",
+			       img->kernel_path, (unsigned long long)img->elf.hi,
+			       (unsigned long long)low_end);
+	p->kernel_gpa = img->elf.lo;
+	p->kernel_end = img->elf.hi;
+	return 0;
+}
+
 static int place_kernel(const struct boot_image *img, uint64_t low_end,
 			struct boot_plan *p, struct err *e)
 {
 	uint64_t need = img->init_size;
 	uint64_t at = img->pref_address;
 
+	if (img->vmlinux)
+		return place_elf(img, low_end, p, e);
 	if (at + need > low_end && img->relocatable)
 		at = ALIGN_UP(BOOT_LOW_END, img->kernel_alignment);
 	if (at + need > low_end)

@@ -8,6 +8,7 @@
 #include "vmswitch/util.h"
 
 bool log_verbose;
+uint64_t log_start_ns;
 
 static void vlog(const char *level, const char *fmt, va_list ap)
 {

@@ -355,15 +355,29 @@ static void park_if_requested(struct vcpu *v)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Start-up cost up to the guest's first instruction (bench/startup.sh). */
+static void report_first_entry(struct vcpu *v)
+{
+	if (v->id != 0 || !log_verbose)
+		return;
+	log_debug("first guest entry: %.3f ms wall, %.3f CPU-ms since vmswitch started",
+		  (double)(now_ns() - log_start_ns) / 1e6, (double)cpu_ns() / 1e6);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
 	unsigned efaults = 0;
+	bool first = true;
 
 	for (;;) {
 		park_if_requested(v);
 		if (atomic_load(&v->vm->exiting))
 			break;
+		if (first) {
+			report_first_entry(v);
+			first = false;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				count(v, EXIT_INTR);

@@ -22,6 +22,7 @@
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
+#include "mem_internal.h"   /* the negative control calls move_page directly */
 
 #define RAM (16 * MiB)
 #define SPARE (2 * MiB)
@@ -39,6 +40,7 @@ struct rig {
 	atomic_uint_fast64_t cold_open;   /* cold pages [HOT, cold_open) are written too */
 	uint64_t *last;           /* per word: last value written (0 = never) */
 	atomic_uint_fast64_t writes;
+	atomic_uint_fast64_t lost;   /* a word read back different from its last write */
 };
 
 struct writer { struct rig *r; unsigned id; pthread_t t; };
@@ -73,6 +75,8 @@ static void *writer_main(void *arg)
 		volatile uint64_t *p = mem_gpa_hva(r->m, pfn << PAGE_SHIFT);
 		if (r->pause_mode)
 			pthread_rwlock_rdlock(&r->gate);
+		if (p[word] != r->last[pfn * WORDS + word])
+			atomic_fetch_add(&r->lost, 1);
 		p[word] = v;
 		if (r->pause_mode)
 			pthread_rwlock_unlock(&r->gate);
@@ -214,13 +218,15 @@ static void stress(unsigned nwriters, bool pause_mode, unsigned rounds)
 	struct mem_stats st;
 	mem_get_stats(r.m, &st);
 	uint64_t bad = verify(&r);
-	printf("%u writer(s), %s: %llu writes, %llu direct, %llu indirect, %llu cow breaks, "
-	       "longest stall %.1f us, %llu bad words\n", nwriters,
+	printf("%u writer(s), %s: %llu writes, %llu lost on the way, %llu direct, %llu indirect, "
+	       "%llu cow breaks, longest stall %.1f us, %llu bad words\n", nwriters,
 	       pause_mode ? "paused batches" : "uffd-wp", (unsigned long long)r.writes,
+	       (unsigned long long)r.lost,
 	       (unsigned long long)st.direct, (unsigned long long)st.indirect,
 	       (unsigned long long)st.cow_breaks, st.longest_stall_ns / 1e3,
 	       (unsigned long long)bad);
 	ck_assert_uint_eq(bad, 0);
+	ck_assert_uint_eq(r.lost, 0);
 	ck_assert_uint_gt(r.writes, 1000);
 	ck_assert_uint_gt(st.indirect, 0);
 	ck_assert_uint_eq(st.devirtualizations, rounds);
@@ -233,6 +239,64 @@ static void stress(unsigned nwriters, bool pause_mode, unsigned rounds)
 	free(r.last);
 	pthread_rwlock_destroy(&r.gate);
 }
+
+struct hammer {
+	struct mem *m;
+	atomic_bool stop;
+	uint64_t last[4][WORDS];
+	uint64_t lost;
+};
+
+static void *hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	for (uint64_t v = 1; !atomic_load(&h->stop); v++) {
+		unsigned pfn = 0, word = (unsigned)v % WORDS;
+		volatile uint64_t *p = mem_gpa_hva(h->m, (uint64_t)pfn << PAGE_SHIFT);
+		h->lost += p[word] != h->last[pfn][word];   /* an earlier write vanished */
+		p[word] = v;
+		h->last[pfn][word] = v;
+	}
+	return NULL;
+}
+
+/* Negative control: the same moves without write protection (what
+ * move_page does when told the vCPUs are paused, while they are not) lose
+ * writes. So the stress checks above can see a lost write. */
+START_TEST(unprotected_copy_loses_writes)
+{
+	struct mem_config cfg = { .ram_size = 4 * MiB, .spare_size = MiB };
+	static struct hammer h;
+	struct err e = {0};
+	pthread_t t;
+	uint64_t lost = 0, moves = 0, t0 = now_ns();
+
+	must(mem_create(&cfg, NULL, &h.m, &e), &e, "create");
+	if (mem_virtualize(h.m, 0, 0, &e) < 0) {
+		printf("SKIP: %s\n", e.msg);
+		exit(77);
+	}
+	atomic_store(&h.stop, false);
+	memset(h.last, 0, sizeof(h.last));
+	h.lost = 0;
+	pthread_create(&t, NULL, hammer_main, &h);
+	while (now_ns() - t0 < 20000000000ULL && (h.lost == 0 || moves < 500)) {
+		struct move_ctx c = { .paused = true };
+		mem_lock(h.m);
+		uint64_t to = frame_find_free(h.m, 0, 0);
+		must(move_page(h.m, 0, to, &c, &e), &e, "move");
+		mem_unlock(h.m);
+		moves++;
+	}
+	atomic_store(&h.stop, true);
+	pthread_join(t, NULL);
+	lost = h.lost;
+	printf("unprotected: %llu moves, %llu writes lost\n", (unsigned long long)moves,
+	       (unsigned long long)lost);
+	ck_assert_uint_gt(lost, 0);
+	mem_destroy(h.m);
+}
+END_TEST
 
 START_TEST(one_writer_uffd) { stress(1, false, 6); }
 END_TEST
@@ -249,6 +313,7 @@ static Suite *remap_suite(void)
 	tcase_add_test(tc, one_writer_uffd);
 	tcase_add_test(tc, two_writers_uffd);
 	tcase_add_test(tc, two_writers_paused);
+	tcase_add_test(tc, unprotected_copy_loses_writes);
 	suite_add_tcase(s, tc);
 	return s;
 }
