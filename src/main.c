@@ -25,6 +25,7 @@ struct options {
 	unsigned nmonitors;
 	bool monitor_stdio;
 	const char *serial_path;     /* --serial file:PATH */
+	bool no_host_decompress;
 };
 
 static void usage(FILE *out)
@@ -46,6 +47,7 @@ static void usage(FILE *out)
 		"      --hugepages MODE     auto | off | required (default auto)\n"
 		"      --protect HOW        uffd | pause: how pages are protected while copied\n"
 		"      --pvm-compat MODE    auto | off: work around kvm_pvm's emulator (default auto)\n"
+		"      --no-host-decompress boot a bzImage through its own decompressor\n"
 		"      --monitor WHERE      unix:PATH (repeatable) or stdio\n"
 		"      --serial WHERE       stdio (default) or file:PATH\n"
 		"      --connect PATH       send monitor commands to a running vmswitch\n"
@@ -80,7 +82,7 @@ static int parse_choice(const char *opt, const char *arg, const char *const *nam
 
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { O_SPARE = 256, O_BACKMAP, O_HUGE, O_PROTECT, O_PVM, O_MONITOR, O_SERIAL };
+	enum { O_SPARE = 256, O_BACKMAP, O_HUGE, O_PROTECT, O_PVM, O_MONITOR, O_SERIAL, O_NODECOMP };
 	static const struct option longopts[] = {
 		{"kernel", required_argument, 0, 'k'}, {"initrd", required_argument, 0, 'i'},
 		{"append", required_argument, 0, 'a'}, {"memory", required_argument, 0, 'm'},
@@ -88,6 +90,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{"backmap", required_argument, 0, O_BACKMAP}, {"hugepages", required_argument, 0, O_HUGE},
 		{"protect", required_argument, 0, O_PROTECT}, {"pvm-compat", required_argument, 0, O_PVM},
 		{"monitor", required_argument, 0, O_MONITOR}, {"serial", required_argument, 0, O_SERIAL},
+		{"no-host-decompress", no_argument, 0, O_NODECOMP},
 		{"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
 	};
@@ -164,6 +167,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return bad("--serial", &e);
 			}
 			break;
+		case O_NODECOMP: o->no_host_decompress = true; break;
 		case 'v': log_verbose = true; break;
 		case 'h': usage(stdout); exit(0);
 		case 'V': printf("vmswitch %s\n", PACKAGE_VERSION); exit(0);
@@ -205,6 +209,25 @@ static int check_host_memory(uint64_t want, struct err *e)
 	return 0;
 }
 
+/* kvm_pvm's emulator runs all guest CPL0 code and cannot execute what Linux
+ * uses by default (xrstor, clac, ...): add the options that keep Linux off
+ * those paths, and say what was added and why. */
+static int apply_pvm_cmdline(struct options *o, const struct kvm_host *host,
+			     const struct boot_image *img, struct boot_pvm_cmdline *pc, struct err *e)
+{
+	struct boot_params_cfg bpc = {.ncpus = o->vm.ncpus};
+
+	if (!host->pvm || o->vm.pvm_compat != PVM_COMPAT_AUTO || !img->hdr.payload_length)
+		return 0;
+	if (boot_pvm_cmdline(o->vm.cmdline, true, true, pc, e) < 0)
+		return -1;
+	for (unsigned i = 0; i < pc->n; i++)
+		log_info("PVM host: added '%s' (%s)", pc->added[i].option, pc->added[i].why);
+	o->vm.cmdline = pc->cmdline;
+	bpc.cmdline = pc->cmdline;
+	return boot_params_check(img, &bpc, e);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = {.vm = {.ram_size = 256 * MiB, .spare_size = 64 * MiB, .ncpus = 1,
@@ -212,6 +235,7 @@ int main(int argc, char **argv)
 	struct boot_image img;
 	struct mem_layout layout;
 	struct kvm_host host = {.fd = -1};
+	struct boot_pvm_cmdline pvm_cmdline = {0};
 	struct err e = {0};
 	int status;
 
@@ -227,7 +251,8 @@ int main(int argc, char **argv)
 		return VM_EXIT_BADINPUT;
 	if (mem_layout(o.vm.ram_size, &layout, &e) < 0 || check_host_memory(o.vm.ram_size, &e) < 0)
 		return bad("--memory", &e), VM_EXIT_BADINPUT;
-	if (boot_image_open(o.vm.kernel, o.vm.initrd, &img, &e) < 0) {
+	struct boot_open_cfg boc = {.no_host_decompress = o.no_host_decompress};
+	if (boot_image_open_with(o.vm.kernel, o.vm.initrd, &boc, &img, &e) < 0) {
 		fprintf(stderr, "vmswitch: %s\n", e.msg);
 		return VM_EXIT_BADINPUT;
 	}
@@ -245,6 +270,12 @@ int main(int argc, char **argv)
 	if (host.pvm)
 		log_debug("host KVM is kvm_pvm: guest CPL0 code is emulated, CPUID cannot be masked%s",
 			  o.vm.pvm_compat == PVM_COMPAT_AUTO ? "; enabling int3/fwait fallbacks" : "");
+	if (apply_pvm_cmdline(&o, &host, &img, &pvm_cmdline, &e) < 0) {
+		fprintf(stderr, "vmswitch: --append: %s\n", e.msg);
+		boot_image_close(&img);
+		kvm_host_close(&host);
+		return VM_EXIT_BADINPUT;
+	}
 	if (o.vm.ncpus > (unsigned)host.max_vcpus) {
 		fprintf(stderr, "vmswitch: --cpus: %u vCPUs, this KVM allows %d\n", o.vm.ncpus, host.max_vcpus);
 		boot_image_close(&img);
@@ -262,5 +293,6 @@ int main(int argc, char **argv)
 	}
 	boot_image_close(&img);
 	kvm_host_close(&host);
+	boot_pvm_cmdline_free(&pvm_cmdline);
 	return status;
 }

@@ -98,7 +98,12 @@ void mem_set_listener(struct mem *m, mem_p2m_listener fn, void *ctx);
 int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 
-/* P2M changes while virtualized (claim 5). Contents are preserved. */
+/* P2M changes while virtualized (claim 5). Contents are preserved.
+ * migrate: mfn must be a free frame. scramble: count 0 = every unshared
+ * virtualized page; needs one free frame. share: the pages must be identical
+ * (as KSM merges them), so sharing never changes what the guest reads; both
+ * stay write-protected until a write copies one of them. evacuate: every
+ * page on [mfn_first, mfn_end) moves elsewhere and the frames are retired. */
 int mem_migrate(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 int mem_scramble(struct mem *m, uint64_t seed, uint64_t count, struct err *e);
 int mem_share(struct mem *m, uint64_t pfn1, uint64_t pfn2, struct err *e);

@@ -53,6 +53,17 @@ int monitor_exec(struct monitor *mon, const char *line, FILE *out, struct err *e
 int monitor_exec_buf(struct monitor *mon, const char *line, size_t len, FILE *out,
 		     struct err *e);
 
+/* A guest's HC_REQUEST: run `cmd`, its output going to log_debug; fits
+ * vm_set_request_handler(vm, monitor_request, mon). It runs on the calling
+ * vCPU thread, so commands that pause the vCPUs (pause, info vcpus,
+ * translate, x) would wait for that very thread: they are refused here. */
+int monitor_request(void *mon, const char *cmd, struct err *e);
+
+/* --monitor SPEC: "stdio" or "unix:PATH". */
+enum monitor_door { MONITOR_DOOR_STDIO, MONITOR_DOOR_UNIX };
+int monitor_parse_door(const char *spec, enum monitor_door *kind, const char **path,
+		       struct err *e);
+
 /* Serve unix-socket clients on a thread of its own until monitor_stop().
  * May be called several times (one thread serves every socket); a stale
  * socket file from a dead VM is replaced, a live one is an error. Lines

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "vmswitch/boot.h"
+#include "vmswitch/util.h"
 
 struct pvm_option {
 	const char *key;
@@ -199,7 +200,7 @@ static void record(struct boot_pvm_cmdline *out, const struct pvm_option *o)
 static void pick_cpuid(const struct user_line *u, bool candidates, struct sbuf *items,
 		       struct boot_pvm_cmdline *out)
 {
-	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(options); i++) {
 		const struct pvm_option *o = &options[i];
 
 		if (strcmp(o->key, "clearcpuid") != 0 || !(o->proven || candidates) ||
@@ -217,6 +218,9 @@ static void pick_cpuid(const struct user_line *u, bool candidates, struct sbuf *
 static void put_kernel_part(const struct user_line *u, const struct sbuf *items,
 			    struct sbuf *b)
 {
+	const struct token *t = &u->cpuid;
+	size_t at;
+
 	if (!items->len) {
 		sb_add(b, u->text, u->cut);
 		return;
@@ -227,13 +231,15 @@ static void put_kernel_part(const struct user_line *u, const struct sbuf *items,
 		sb_add(b, items->s, items->len);
 		return;
 	}
-	size_t at = (size_t)(u->cpuid.start + u->cpuid.len - u->text);
-	bool has_value = u->cpuid.key + u->cpuid.key_len < u->cpuid.start + u->cpuid.len;
-
+	at = (size_t)(t->start + t->len - u->text);
 	if (u->text[at - 1] == '"')
 		at--;
 	sb_add(b, u->text, at);
-	sb_add(b, has_value ? "," : "=", 1);
+	/* "clearcpuid=a" gets ",items", "clearcpuid" "=items", "clearcpuid=" items. */
+	if (t->key + t->key_len == t->start + t->len)
+		sb_add(b, "=", 1);
+	else if (u->text[at - 1] != '=')
+		sb_add(b, ",", 1);
 	sb_add(b, items->s, items->len);
 	sb_add(b, u->text + at, u->cut - at);
 }
@@ -249,7 +255,7 @@ int boot_pvm_cmdline(const char *user, bool pvm_host, bool candidates,
 	if (pvm_host)
 		pick_cpuid(&u, candidates, &items, out);
 	put_kernel_part(&u, &items, &b);
-	for (size_t i = 0; pvm_host && i < sizeof(options) / sizeof(options[0]); i++) {
+	for (size_t i = 0; pvm_host && i < ARRAY_SIZE(options); i++) {
 		const struct pvm_option *o = &options[i];
 
 		if (strcmp(o->key, "clearcpuid") == 0 || !(o->proven || candidates) ||

@@ -5,7 +5,7 @@
  * All arrays store "actual XOR identity default", so pass-through (each RAM
  * frame owned by its own PFN) is all zeros. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 

@@ -1,7 +1,13 @@
 /* Machine memory: the layout, one sparse memfd whose offsets are GPAs, the
- * machine view, the per-region windows, huge pages and the VMA budget. */
+ * machine view, the per-region windows, huge pages and the VMA budget.
+ *
+ * Huge pages come from shmem THP (MADV_HUGEPAGE on the windows), never from
+ * MFD_HUGETLB: a hugetlb memfd cannot be mapped at 4 KiB granularity, so
+ * remapping single guest pages (the whole point of virtualized memory) would
+ * be impossible. THP folios map 4 KiB pieces when needed and 2 MiB again
+ * once devirtualize restores one mapping per window. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 

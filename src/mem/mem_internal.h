@@ -105,6 +105,7 @@ int frame_retire(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end);
 bool frame_usable(const struct mem *m, uint64_t mfn);
 size_t frames_free_list(struct mem *m, uint64_t **out);
+uint64_t spare_free_count(const struct mem *m);
 uint64_t state_resident_bytes(const struct mem *m);
 
 /* backmap.c: MFN -> PFNs, one of three strategies. */
@@ -121,6 +122,7 @@ void p2m_assign(struct mem *m, uint64_t pfn, uint64_t mfn);
 int wp_open(struct mem *m);
 void wp_close(struct mem *m);
 int wp_register(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+int wp_unregister(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e);
 void wp_wake(struct mem *m, uint64_t first, uint64_t end);
 int wp_start_thread(struct mem *m, struct err *e);

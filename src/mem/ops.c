@@ -2,7 +2,7 @@
  * evacuate. Each checks everything it can before touching anything, so a
  * refused change leaves P2M, back map and guest bytes as they were. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 

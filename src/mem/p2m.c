@@ -1,7 +1,7 @@
 /* The P2M (PFN -> MFN), the free machine frames and the retired frames.
  * Every array stores "actual XOR pass-through default" (mem_internal.h). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 
@@ -218,5 +218,14 @@ size_t frames_free_list(struct mem *m, uint64_t **out)
 			if (f < m->nr_mfn && !frame_retired(m, f) && n < m->nfree)
 				(*out)[n++] = f;
 		}
+	return n;
+}
+
+/* Spare frames that are not retired: the free list of a fresh virtualize. */
+uint64_t spare_free_count(const struct mem *m)
+{
+	uint64_t n = 0;
+	for (uint64_t f = m->spare_first; f < m->spare_end; f++)
+		n += !frame_retired(m, f);
 	return n;
 }

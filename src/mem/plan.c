@@ -1,6 +1,6 @@
 /* The devirtualize planner: pure, no I/O (see plan.h for the algorithm). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 
@@ -155,17 +155,21 @@ static int unwind(struct planner *p)
 	return 0;
 }
 
+/* Move PFNs outside the range off the range's frames, one at a time, each
+ * followed by the chain it unblocks: pages going home vacate frames outside
+ * the range, which refill the pool, so evictions rarely need many free
+ * frames at once. */
 static int evict(struct planner *p, struct err *e)
 {
 	for (size_t i = 0; i < p->in->nent; i++) {
 		const struct plan_entry *en = &p->in->ent[i];
-		if (in_range(p, en->pfn) || !in_range(p, en->mfn))
+		if (in_range(p, en->pfn) || !in_range(p, p->cur[i]))
 			continue;
 		if (p->npool == 0)
 			return err_set(e, ENOSPC, "no free machine frames to move PFN 0x%llx off "
 				       "frame 0x%llx", (unsigned long long)en->pfn,
-				       (unsigned long long)en->mfn);
-		if (move(p, i, p->pool[--p->npool], PLAN_EVICT) < 0)
+				       (unsigned long long)p->cur[i]);
+		if (move(p, i, p->pool[--p->npool], PLAN_EVICT) < 0 || unwind(p) < 0)
 			return err_set(e, ENOMEM, "out of memory planning moves");
 		p->out->evicted++;
 	}
@@ -248,7 +252,7 @@ int plan_devirtualize(const struct plan_input *in, struct plan *out, struct err 
 			out->skipped += in->want[i][1] - in->want[i][0];
 		return 0;
 	}
-	if (setup(&p, e) < 0 || evict(&p, e) < 0)
+	if (setup(&p, e) < 0)
 		goto out;
 	for (size_t i = 0; i < in->nent; i++)
 		if (p.pending[i] && *count_of(&p, in->ent[i].pfn) == 0)
@@ -257,7 +261,8 @@ int plan_devirtualize(const struct plan_input *in, struct plan *out, struct err 
 		err_set(e, ENOMEM, "out of memory planning moves");
 		goto out;
 	}
-	rc = cycles(&p, e);
+	if (evict(&p, e) == 0)
+		rc = cycles(&p, e);
 out:
 	if (rc < 0)
 		plan_free(out);

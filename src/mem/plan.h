@@ -13,8 +13,8 @@
  *    frame: its first page goes to the temp (TO_TEMP), the rest unwind
  *    directly, and the first page comes home last (FROM_TEMP);
  *  - a frame shared by several PFNs gives each extra sharer its own copy;
- *  - a PFN outside `want` sitting on a frame inside it is first moved to a
- *    free frame outside (EVICT), since that frame's owner needs it.
+ *  - a PFN outside `want` sitting on a frame inside it is moved to a free
+ *    frame outside (EVICT), then the pages it blocked unwind, since that frame's owner needs it.
  * Nothing is executed: on failure (no free frame for a temp or an eviction,
  * a retired home frame) the caller has changed nothing. */
 #ifndef VMSWITCH_MEM_PLAN_H

@@ -9,7 +9,7 @@
  * the copy and the mmap; with it the writer just waits. The caller holds the
  * lock, so the P2M cannot change under a move (claims 21-22). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 
@@ -72,9 +72,9 @@ int move_page(struct mem *m, uint64_t pfn, uint64_t to, struct move_ctx *c, stru
 
 	if (vma_budget(m, 2, e) < 0)
 		return -1;
+	uint64_t t0 = now_ns();   /* the stall: from protect to wake */
 	if (!c->paused && wp_protect(m, pfn, true, e) < 0)
 		return -1;
-	uint64_t t0 = now_ns();
 	copy_frame(m, to, from);
 	if (window_map_page(m, pfn, to, e) < 0) {
 		restore(m, pfn, from);
@@ -107,10 +107,10 @@ int move_frame(struct mem *m, uint64_t from, uint64_t to, struct err *e)
 	}
 	if (vma_budget(m, 2 * n, e) < 0)
 		return -1;
+	uint64_t t0 = now_ns();
 	for (size_t i = 0; i < n; i++)
 		if (wp_protect(m, q[i], true, e) < 0)
 			return -1;
-	uint64_t t0 = now_ns();
 	copy_frame(m, to, from);
 	frame_set_free(m, to, false);
 	int rc = 0;
@@ -223,8 +223,14 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	m->st.direct += pl.direct + pl.evicted;
 	m->st.indirect += pl.indirect;
 	plan_free(&pl);
-	/* One identity mapping again: unregistered, THP advised. */
-	for (size_t i = 0; i < nwant; i++) {
+	/* Nothing was ever remapped: the window is still its one mapping, so
+	 * dropping the registration is enough (and cheaper than replacing a
+	 * mapping a vCPU is using). */
+	for (size_t i = 0; i < nwant && !m->state_dirty; i++)
+		if (wp_unregister(m, want[i][0], want[i][1], e) < 0)
+			return -1;
+	/* Otherwise one identity mapping again: unregistered, THP advised. */
+	for (size_t i = 0; i < nwant && m->state_dirty; i++) {
 		if (window_map_identity(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 		wp_wake(m, want[i][0], want[i][1]);

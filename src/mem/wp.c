@@ -6,7 +6,7 @@
  * part of a window is registered; a fresh mmap over a page drops its
  * registration, so remap.c registers it again after every remap. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1   /* memfd_create; config.h may be mid-regeneration */
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
 #include "config.h"
 
@@ -63,6 +63,16 @@ int wp_register(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	};
 	if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) < 0)
 		return err_sys(e, "registering PFNs 0x%llx-0x%llx for write protection",
+			       (unsigned long long)first, (unsigned long long)end);
+	return 0;
+}
+
+int wp_unregister(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+{
+	struct uffdio_range r = { .start = (uintptr_t)window_addr(m, first),
+				  .len = (end - first) << PAGE_SHIFT };
+	if (ioctl(m->uffd, UFFDIO_UNREGISTER, &r) < 0)
+		return err_sys(e, "unregistering PFNs 0x%llx-0x%llx from write protection",
 			       (unsigned long long)first, (unsigned long long)end);
 	return 0;
 }

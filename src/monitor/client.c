@@ -103,8 +103,14 @@ static char *join_words(int argc, char **argv)
 	s = p = malloc(len);
 	if (!s)
 		return NULL;
-	for (int i = 0; i < argc; i++)
-		p += sprintf(p, "%s%s", i ? " " : "", argv[i]);
+	for (int i = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+		if (i)
+			*p++ = ' ';
+		memcpy(p, argv[i], n);
+		p += n;
+	}
+	*p = '\0';
 	for (p = s; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';

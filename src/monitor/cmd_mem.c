@@ -104,18 +104,38 @@ static int cmd_share(struct monitor *mon, int argc, char **argv, FILE *out, stru
 	return 0;
 }
 
+static int mfn_range(struct monitor *mon, char **argv, uint64_t *first, uint64_t *end,
+		     struct err *e)
+{
+	if (mon_need_mem(mon, e) < 0 || mon_arg_u64("MFN_START", argv[1], first, e) < 0 ||
+	    mon_arg_u64("MFN_END", argv[2], end, e) < 0)
+		return -1;
+	if (*first >= *end)
+		return err_set(e, EINVAL, "MFN_START 0x%" PRIx64 " must be below MFN_END 0x%" PRIx64,
+			       *first, *end);
+	return 0;
+}
+
+/* The evacuated frames were replaced (new DIMM): give them back. */
+static int cmd_unretire(struct monitor *mon, int argc, char **argv, FILE *out, struct err *e)
+{
+	uint64_t first, end;
+
+	(void)argc;
+	if (mfn_range(mon, argv, &first, &end, e) < 0 || mem_unretire(mon->t.mem, first, end, e) < 0)
+		return -1;
+	fprintf(out, "returned to service: %" PRIu64 " frames\n", end - first);
+	return 0;
+}
+
 static int cmd_evacuate(struct monitor *mon, int argc, char **argv, FILE *out, struct err *e)
 {
 	uint64_t first, end;
 	struct mem_stats a, b;
 
 	(void)argc;
-	if (mon_need_mem(mon, e) < 0 || mon_arg_u64("MFN_START", argv[1], &first, e) < 0 ||
-	    mon_arg_u64("MFN_END", argv[2], &end, e) < 0)
+	if (mfn_range(mon, argv, &first, &end, e) < 0)
 		return -1;
-	if (first >= end)
-		return err_set(e, EINVAL, "MFN_START 0x%" PRIx64 " must be below MFN_END 0x%" PRIx64,
-			       first, end);
 	mem_get_stats(mon->t.mem, &a);
 	if (mem_evacuate(mon->t.mem, first, end, e) < 0)
 		return -1;
@@ -135,5 +155,7 @@ const struct mon_cmd mon_cmds_mem[] = {
 	{"share", NULL, "PFN1 PFN2", "map both pages to one frame (copy-on-write)", 2, 2, cmd_share},
 	{"evacuate", NULL, "MFN_START MFN_END", "move every page out of machine frames [start, end)",
 	 2, 2, cmd_evacuate},
+	{"unretire", NULL, "MFN_START MFN_END", "return evacuated machine frames to service",
+	 2, 2, cmd_unretire},
 	{0},
 };

@@ -7,7 +7,7 @@
 # is the identity with one mapping per region after every devirtualize.
 set -u
 . "$(dirname "$0")/kvm_common.sh"
-need_kvm
+need_kvm 900 2048 2
 ROUNDS=${SWITCH_ROUNDS:-200}
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 pid=

@@ -9,6 +9,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 # rootfs is already a writable tmpfs: /tmp needs no mount (it would hide --file copies)
 mkdir -p /dev/shm /root /tmp && mount -t tmpfs shm /dev/shm
+# run.sh writes /nested/cmd: `set -- COMMAND...`, cwd= and kvm_params=.
+cwd=/ kvm_params=''
+# shellcheck disable=SC1091
 . /nested/cmd
 
 # kvm_amd on TCG's SVM; kvm_intel only if the CPU model offers vmx.
@@ -17,6 +20,7 @@ if [ -n "$mods" ]; then
 	for m in $(cat /nested/$mods/order); do
 		p=
 		case $m in kvm-amd.ko|kvm-intel.ko) p=$kvm_params ;; esac
+		# shellcheck disable=SC2086 # $p holds several parameters
 		insmod /nested/$mods/$m $p || echo "nested: insmod $m $p failed"
 	done
 fi

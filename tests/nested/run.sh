@@ -34,9 +34,12 @@ qemu=${QEMU:-qemu-system-x86_64}
 die() { echo "nested: $*" >&2; exit 2; }
 skip() { echo "nested: SKIP: $*" >&2; exit 77; }
 
-timeout_s=180 mem=1024 smp=1 cpu=max append= verbose=0 keep=0
+timeout_s=180 mem=1024 smp=1 cpu=max append='' verbose=0 keep=0
 files=() kvm_params=()
 while [ $# -gt 0 ]; do
+	case $1 in --timeout|--file|--mem|--smp|--cpu|--kvm-param|--append)
+		[ $# -ge 2 ] || die "$1 needs a value" ;;
+	esac
 	case $1 in
 	--timeout) timeout_s=$2; shift 2 ;;
 	--file) files+=("$2"); shift 2 ;;
@@ -56,13 +59,10 @@ command -v "$qemu" >/dev/null 2>&1 || skip "$qemu not found (apt-get install qem
 
 # ---- preparation, cached in $work (several runs may start at once) ----
 
-# Print the .ko path of module $1 (names use - and _ interchangeably).
+# Print the .ko path of module $1 (file names use - or _ for the same module).
 find_module() {
 	local n=${1//-/_}
-	find "$kmods" -name '*.ko' | while read -r f; do
-		local b=${f##*/}; b=${b%.ko}
-		if [ "${b//-/_}" = "$n" ]; then echo "$f"; break; fi
-	done
+	find "$kmods" \( -name "$n.ko" -o -name "${n//_/-}.ko" \) -print -quit
 }
 
 # Print module $1 and its dependencies, dependencies first, each once.
@@ -106,13 +106,16 @@ extract_vmlinux() {
 
 # The base initramfs: busybox, the KVM modules (in load order) and /init.
 prepare_base() {
-	local root=$work/base.root m
+	local root=$work/base.root v m list
 	rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,nested/svm,nested/vmx}
 	cp "$work/busybox/bin/busybox" "$root/bin/"
 	kmods=$(echo "$work"/kernel/lib/modules/*/kernel)
 	[ -d "$kmods" ] || die "no modules in $work/kernel"
-	for m in $(module_order kvm_amd); do cp "$m" "$root/nested/svm/"; echo "${m##*/}"; done >"$root/nested/svm/order"
-	for m in $(module_order kvm_intel); do cp "$m" "$root/nested/vmx/"; echo "${m##*/}"; done >"$root/nested/vmx/order"
+	for v in svm:kvm_amd vmx:kvm_intel; do
+		list=$(module_order "${v#*:}") || exit
+		for m in $list; do cp "$m" "$root/nested/${v%:*}/"; echo "${m##*/}"; done \
+			>"$root/nested/${v%:*}/order"
+	done
 	cp "$here/init.sh" "$root/init" && chmod 755 "$root/init"
 	# Uncompressed: gunzip costs more guest CPU time than the copy saves.
 	(cd "$root" && find . | "$work/busybox/bin/busybox" cpio -o -H newc 2>/dev/null) \

@@ -396,8 +396,8 @@ START_TEST(switch_commands)
 	free(ok(&c, "info p2m 0x150 1", "pfn 0x150 -> mfn 0x400 (remapped)"));
 	free(ok(&c, "info backmap 0x400", "pfn 0x150"));
 	free(ok(&c, "info backmap 0x150", "mfn 0x150: free"));
-	free(ok(&c, "share 0x160 0x161", "share mfn"));
-	free(ok(&c, "info p2m 0x160 2", "shared"));
+	free(ok(&c, "share 0x20 0x21", "share mfn"));   /* both zero pages */
+	free(ok(&c, "info p2m 0x20 2", "shared"));
 	/* frames 0x400.. are spare machine memory: evacuating them moves pfn 0x150
 	 * again and still lets devirtualize reach the identity */
 	free(ok(&c, "evacuate 0x400 0x408", "evacuated pages: 1"));
@@ -509,13 +509,27 @@ START_TEST(long_lines_and_garbage)
 }
 END_TEST
 
+static int open_fds(void)
+{
+	int n = 0;
+	char path[64];
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
 START_TEST(disconnect_mid_command)
 {
 	struct fake_vm vm;
 	struct conn c;
+	int fds;
 
 	fake_vm_start(&vm, true);
 	vm.pause_delay_us = 200000;
+	fds = open_fds();
 	for (int i = 0; i < 5; i++) {
 		conn_open(&c, vm.path);
 		static const char burst[] = "virtualize\nscramble 9\npause\ndevirtualize\nhelp\n";
@@ -530,6 +544,10 @@ START_TEST(disconnect_mid_command)
 	}
 	free(ok(&c, "info mode", "mode: passthrough"));
 	conn_close(&c);
+	/* every server-side socket of the vanished clients was closed */
+	for (int i = 0; i < 100 && open_fds() != fds; i++)
+		usleep(10000);
+	ck_assert_int_eq(open_fds(), fds);
 	fake_vm_stop(&vm);
 }
 END_TEST
@@ -753,6 +771,38 @@ START_TEST(exec_without_memory)
 }
 END_TEST
 
+START_TEST(guest_requests_and_doors)
+{
+	struct fake_vm vm;
+	enum monitor_door kind;
+	const char *path;
+	struct err e;
+
+	fake_vm_start(&vm, false);
+	ck_assert_msg(monitor_request(vm.mon, "virtualize", &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(mem_get_mode(vm.mem), MEM_VIRTUALIZED);
+	ck_assert_int_eq(monitor_request(vm.mon, "pause", &e), -1);
+	ck_assert_msg(strstr(e.msg, "inside the guest"), "%s", e.msg);
+	ck_assert_int_eq(monitor_request(vm.mon, " info vcpus", &e), -1);
+	ck_assert_int_eq(monitor_request(vm.mon, "x/4g 0x400000", &e), -1);
+	ck_assert_int_eq(atomic_load(&vm.pauses), 0);
+	ck_assert_int_eq(monitor_request(vm.mon, "bogus", &e), -1);
+	ck_assert_msg(monitor_request(vm.mon, "devirtualize", &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(mem_get_mode(vm.mem), MEM_PASSTHROUGH);
+	ck_assert_msg(monitor_request(vm.mon, "stats", &e) == 0, "%s", e.msg);
+	fake_vm_stop(&vm);
+
+	ck_assert_int_eq(monitor_parse_door("stdio", &kind, &path, &e), 0);
+	ck_assert_int_eq(kind, MONITOR_DOOR_STDIO);
+	ck_assert_int_eq(monitor_parse_door("unix:/tmp/m.sock", &kind, &path, &e), 0);
+	ck_assert_int_eq(kind, MONITOR_DOOR_UNIX);
+	ck_assert_str_eq(path, "/tmp/m.sock");
+	ck_assert_int_eq(monitor_parse_door("unix:", &kind, &path, &e), -1);
+	ck_assert_int_eq(monitor_parse_door("tcp:4444", &kind, &path, &e), -1);
+	ck_assert_msg(strstr(e.msg, "'stdio' or 'unix:PATH'"), "%s", e.msg);
+}
+END_TEST
+
 static Suite *monitor_suite(void)
 {
 	Suite *s = suite_create("monitor");
@@ -772,6 +822,7 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, client_exit_codes);
 	tcase_add_test(tc, sockets_lifecycle);
 	tcase_add_test(tc, exec_without_memory);
+	tcase_add_test(tc, guest_requests_and_doors);
 	suite_add_tcase(s, tc);
 	return s;
 }
