@@ -3,6 +3,7 @@
  *   devirtualize with nothing to move, and after a full scramble with a
  *   writer thread running (uffd-wp and paused batches): time, pages/s and
  *   the longest stall of the writer;
+ *   single-page migrate latency percentiles with a writer on those pages;
  *   bytes of monitor memory per page for each back-map strategy.
  * Usage: bench_mem [max RAM in MiB for the scramble runs, default 1024] */
 #ifndef _GNU_SOURCE
@@ -144,6 +145,48 @@ static void bench_scramble(uint64_t ram, bool pause)
 	pthread_rwlock_destroy(&w.gate);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* One protected move at a time while a writer hammers the same 64 pages:
+ * the latency a vCPU can see from one remap. */
+static void bench_migrate(void)
+{
+	enum { N = 4000 };
+	static uint64_t d[N];
+	struct writer w = { .pages = 64 };
+	struct mem *m = make(16 * MiB, BACKMAP_REFCOUNT, false, NULL);
+	struct err e = {0};
+	struct mem_stats st;
+	size_t n = 0;
+
+	w.m = m;
+	if (mem_virtualize(m, 0, 0, &e) < 0)
+		die("virtualize", &e);
+	pthread_create(&w.t, NULL, writer_main, &w);
+	for (unsigned i = 0; i < N; i++) {
+		uint64_t pfn = i % 64, to = 16 * MiB / PAGE_SIZE + (i % 128), cur;
+		mem_p2m(m, pfn, &cur);
+		if (cur == to)
+			to += 128;
+		uint64_t t0 = now_ns();
+		if (mem_migrate(m, pfn, to, &e) == 0)
+			d[n++] = now_ns() - t0;
+	}
+	atomic_store(&w.stop, true);
+	pthread_join(w.t, NULL);
+	mem_get_stats(m, &st);
+	qsort(d, n, sizeof(d[0]), cmp_u64);
+	printf("%zu migrations: p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us "
+	       "(longest stall %.1f us, %llu writes)\n", n, d[n / 2] / 1e3, d[n * 9 / 10] / 1e3,
+	       d[n * 99 / 100] / 1e3, d[n - 1] / 1e3, st.longest_stall_ns / 1e3,
+	       (unsigned long long)w.writes);
+	mem_destroy(m);
+}
+
 static void bench_backmap(uint64_t ram)
 {
 	static const char *names[] = { "list", "refcount", "search" };
@@ -186,6 +229,9 @@ int main(int argc, char **argv)
 		bench_scramble(ram, false);
 		bench_scramble(ram, true);
 	}
+
+	printf("\n== single-page migrate with uffd-wp, a writer on the same pages\n");
+	bench_migrate();
 
 	printf("\n== monitor memory per page, every page remapped (64 MiB)\n");
 	printf("%-9s %18s %22s %16s\n", "backmap", "bytes/page", "bytes after devirt", "devirt s");

@@ -7,8 +7,15 @@
 # is the identity with one mapping per region after every devirtualize.
 set -u
 . "$(dirname "$0")/kvm_common.sh"
-need_kvm 900 2048 2
-ROUNDS=${SWITCH_ROUNDS:-200}
+need_kvm 1500 2048 2
+# Under nested KVM on TCG every remapped page costs ~1 ms of emulated MMU
+# notifier work, so there the rounds are fewer and scrambles partial; on a
+# KVM host the full 200 rounds with whole-RAM scrambles run.
+if [ -n "${VMSWITCH_IN_NESTED:-}" ]; then
+	ROUNDS=${SWITCH_ROUNDS:-8} SCRAMBLE_COUNT=${SCRAMBLE_COUNT:-512}
+else
+	ROUNDS=${SWITCH_ROUNDS:-200} SCRAMBLE_COUNT=${SCRAMBLE_COUNT:-}
+fi
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 pid=
 fails=0
@@ -26,7 +33,7 @@ one_run() { # CPUS
 	for r in $(seq 1 "$ROUNDS"); do
 		mon "$sock" virtualize >/dev/null || { fail "round $r: virtualize"; break; }
 		mon "$sock" info mode | grep -q "mode: virtualized" || { fail "round $r: mode"; break; }
-		mon "$sock" scramble "$r" >/dev/null || { fail "round $r: scramble"; break; }
+		mon "$sock" scramble "$r" $SCRAMBLE_COUNT >/dev/null || { fail "round $r: scramble"; break; }
 		mon "$sock" migrate $((0x600 + r % 64)) $((spare + r % 128)) >/dev/null || { fail "round $r: migrate"; break; }
 		mon "$sock" share 0x3f00 0x3f01 >/dev/null || { fail "round $r: share"; break; }
 		mon "$sock" evacuate 0x2000 0x2008 >/dev/null || { fail "round $r: evacuate"; break; }
