@@ -1,0 +1,145 @@
+/* Paused batches: many page moves under one vCPU pause.
+ *
+ * With every vCPU out of guest mode nothing writes guest RAM, so a batch
+ * needs no write protection at all: copy each page to its new frame through
+ * the machine view and update P2M in plan order (a later move may reuse a
+ * frame an earlier one vacated: the copies are sequential, so that is safe),
+ * then bring the window in line with the final P2M of every page touched,
+ * sorted, one mmap per run of consecutive PFNs on consecutive frames, and
+ * only then resume. The guest never sees an intermediate state.
+ *
+ * What it saves against move_page: no UFFDIO_WRITEPROTECT/REGISTER/WAKE per
+ * page (a register splits and merges VMAs), a page moved twice in a batch
+ * (to a temporary frame and home) is mapped once, and runs cost one mmap,
+ * i.e. one TLB flush, however long.
+ *
+ * Pages that stay virtualized afterwards are registered for write
+ * protection again (a new mapping has lost it); pages about to become
+ * pass-through (`final` ranges, replaced by one identity mapping when
+ * devirtualize finishes) are not: nobody write-protects them again. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
+#endif
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "mem_internal.h"
+
+int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,
+	       struct err *e)
+{
+	memset(b, 0, sizeof(*b));
+	b->m = m;
+	b->final = final;
+	b->nfinal = nfinal;
+	b->cap = BATCH_MAX_PAGES;
+	b->pfn = malloc(b->cap * sizeof(*b->pfn));
+	if (!b->pfn)
+		return err_set(e, ENOMEM, "out of memory for a remap batch");
+	return 0;
+}
+
+void batch_fini(struct batch *b)
+{
+	free(b->pfn);
+	b->pfn = NULL;
+}
+
+int batch_begin(struct batch *b, struct err *e)
+{
+	struct mem *m = b->m;
+
+	b->n = 0;
+	b->t0 = now_ns();
+	if (m->ops.pause(m->ops.ctx) < 0)
+		return err_set(e, EIO, "pausing the vCPUs for a remap batch failed");
+	b->t_paused = now_ns();
+	return 0;
+}
+
+/* Stop adding moves when the batch is full or has used its time: each
+ * pause must stay well under a millisecond, whatever the host's speed. */
+bool batch_full(const struct batch *b)
+{
+	if (b->n + 2 > b->cap)
+		return true;
+	return (b->n & 15) == 0 && b->n && now_ns() - b->t_paused > BATCH_BUDGET_NS;
+}
+
+void batch_move(struct batch *b, uint64_t pfn, uint64_t to)
+{
+	struct mem *m = b->m;
+	uint64_t from = p2m_get(m, pfn);
+
+	memcpy(m->mview + (to << PAGE_SHIFT), m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
+	m->st.bytes_copied += PAGE_SIZE;
+	frame_set_free(m, to, false);
+	p2m_assign(m, pfn, to);
+	frame_released(m, from);
+	b->pfn[b->n++] = pfn;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool in_final(const struct batch *b, uint64_t first, uint64_t end)
+{
+	for (size_t i = 0; i < b->nfinal; i++)
+		if (first >= b->final[i][0] && end <= b->final[i][1])
+			return true;
+	return false;
+}
+
+/* One run [first, first + n) of window pages onto frames [mfn, mfn + n). */
+static int map_run(struct batch *b, uint64_t first, uint64_t n, uint64_t mfn, struct err *e)
+{
+	struct mem *m = b->m;
+	void *p = mmap(window_addr(m, first), n << PAGE_SHIFT, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED, m->memfd, (off_t)(mfn << PAGE_SHIFT));
+
+	if (p == MAP_FAILED)
+		return err_sys(e, "mapping machine frames 0x%llx-0x%llx at PFNs 0x%llx-0x%llx",
+			       (unsigned long long)mfn, (unsigned long long)(mfn + n),
+			       (unsigned long long)first, (unsigned long long)(first + n));
+	m->vma_est += 2;
+	b->runs++;
+	if (!in_final(b, first, first + n))
+		return wp_register(m, first, first + n, e);
+	return 0;
+}
+
+/* Window pages the batch touched, in runs; resume; listeners. */
+int batch_end(struct batch *b, struct err *e)
+{
+	struct mem *m = b->m;
+	int rc = 0;
+	size_t n = 0;
+
+	qsort(b->pfn, b->n, sizeof(*b->pfn), cmp_u64);
+	for (size_t i = 0; i < b->n; i++)   /* a page moved twice is mapped once */
+		if (n == 0 || b->pfn[n - 1] != b->pfn[i])
+			b->pfn[n++] = b->pfn[i];
+	for (size_t i = 0; i < n && rc == 0;) {
+		uint64_t first = b->pfn[i], mfn = p2m_get(m, first), k = 1;
+		while (i + k < n && b->pfn[i + k] == first + k &&
+		       p2m_get(m, first + k) == mfn + k && window_addr(m, first + k) ==
+		       window_addr(m, first) + (k << PAGE_SHIFT))
+			k++;
+		rc = map_run(b, first, k, mfn, e);
+		i += k;
+	}
+	m->ops.resume(m->ops.ctx);
+	note_stall(m, now_ns() - b->t0);
+	for (size_t i = 0; i < n; i++)
+		notify(m, b->pfn[i]);
+	b->pages += b->n;
+	b->n = 0;
+	return rc;
+}
