@@ -58,6 +58,7 @@ int batch_begin(struct batch *b, struct err *e)
 	if (m->ops.pause(m->ops.ctx) < 0)
 		return err_set(e, EIO, "pausing the vCPUs for a remap batch failed");
 	b->t_paused = now_ns();
+	b->open = true;
 	return 0;
 }
 
@@ -141,5 +142,33 @@ int batch_end(struct batch *b, struct err *e)
 		notify(m, b->pfn[i]);
 	b->pages += b->n;
 	b->n = 0;
+	b->open = false;
 	return rc;
+}
+
+/* One move, opening a new batch (a new pause) when the current one is full. */
+int batch_step(struct batch *b, uint64_t pfn, uint64_t to, struct err *e)
+{
+	if (b->open && batch_full(b) && batch_end(b, e) < 0)
+		return -1;
+	if (!b->open && batch_begin(b, e) < 0)
+		return -1;
+	batch_move(b, pfn, to);
+	return 0;
+}
+
+/* Close the last batch, if any; keeps the first error. */
+int batch_finish(struct batch *b, int rc, struct err *e)
+{
+	struct err e2 = {0};
+
+	if (b->open && batch_end(b, rc < 0 ? &e2 : e) < 0)
+		rc = -1;
+	batch_fini(b);
+	return rc;
+}
+
+bool batch_wanted(const struct mem *m)
+{
+	return m->cfg.protect_by_pause && m->ops.pause && m->ops.resume;
 }

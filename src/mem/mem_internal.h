@@ -145,6 +145,34 @@ void notify(struct mem *m, uint64_t pfn);
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e);
 
+/* batch.c: many moves under one vCPU pause (no write protection needed). */
+#define BATCH_MAX_PAGES 512
+#define BATCH_BUDGET_NS 400000ULL   /* stop filling a batch after 0.4 ms paused */
+struct batch {
+	struct mem *m;
+	const uint64_t (*final)[2];   /* ranges about to be one identity mapping */
+	size_t nfinal;
+	uint64_t *pfn;                /* PFNs moved in this batch */
+	size_t n, cap;
+	uint64_t t0, t_paused;
+	bool open;                    /* paused, between begin and end */
+	uint64_t pages, runs;         /* totals over every batch */
+};
+int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,
+	       struct err *e);
+void batch_fini(struct batch *b);
+int batch_begin(struct batch *b, struct err *e);
+bool batch_full(const struct batch *b);
+/* Copy pfn's page to free frame `to` and update P2M; the window follows in
+ * batch_end. */
+void batch_move(struct batch *b, uint64_t pfn, uint64_t to);
+int batch_end(struct batch *b, struct err *e);
+int batch_step(struct batch *b, uint64_t pfn, uint64_t to, struct err *e);
+/* Close the open batch and free; returns rc, or -1 if closing failed. */
+int batch_finish(struct batch *b, int rc, struct err *e);
+/* Paused batches are possible and asked for. */
+bool batch_wanted(const struct mem *m);
+
 /* switch.c */
 void mode_update(struct mem *m);
 int check_virt_pfn(const struct mem *m, uint64_t pfn, struct err *e);

@@ -89,13 +89,21 @@ static uint64_t *scramble_candidates(struct mem *m, size_t *n)
 	return v;
 }
 
-/* Rotate frames along one cycle: p[i] ends on the frame p[i+1] had (f is
- * scratch for len frames). One temporary frame: p[0] parks there, the others
- * shift into the frame just vacated, p[0] lands last. */
-static int rotate(struct mem *m, const uint64_t *p, uint64_t *f, size_t len, struct err *e)
+/* One scramble move: in a paused batch when there is one, else protected. */
+static int scramble_move(struct mem *m, struct batch *b, uint64_t pfn, uint64_t to,
+			 struct err *e)
 {
 	struct move_ctx c = {0};
 
+	return b ? batch_step(b, pfn, to, e) : move_page(m, pfn, to, &c, e);
+}
+
+/* Rotate frames along one cycle: p[i] ends on the frame p[i+1] had (f is
+ * scratch for len frames). One temporary frame: p[0] parks there, the others
+ * shift into the frame just vacated, p[0] lands last. */
+static int rotate(struct mem *m, struct batch *b, const uint64_t *p, uint64_t *f, size_t len,
+		  struct err *e)
+{
 	if (len < 2)
 		return 0;
 	for (size_t i = 0; i < len; i++)
@@ -103,12 +111,12 @@ static int rotate(struct mem *m, const uint64_t *p, uint64_t *f, size_t len, str
 	uint64_t t = frame_find_free(m, 0, 0);
 	if (t == UINT64_MAX)
 		return err_set(e, ENOSPC, "no free machine frames");
-	if (move_page(m, p[0], t, &c, e) < 0)
+	if (scramble_move(m, b, p[0], t, e) < 0)
 		return -1;
 	for (size_t j = len - 1; j >= 1; j--)
-		if (move_page(m, p[j], f[(j + 1) % len], &c, e) < 0)
+		if (scramble_move(m, b, p[j], f[(j + 1) % len], e) < 0)
 			return -1;
-	return move_page(m, p[0], f[1], &c, e);
+	return scramble_move(m, b, p[0], f[1], e);
 }
 
 int mem_scramble(struct mem *m, uint64_t seed, uint64_t count, struct err *e)
@@ -149,12 +157,20 @@ int mem_scramble(struct mem *m, uint64_t seed, uint64_t count, struct err *e)
 	}
 	/* Cycle lengths 1, 2, 3, ... over the shuffled pages: fixed points and
 	 * cycles of every length up to about sqrt(2 * count). */
+	struct batch bt, *b = NULL;
+	if (batch_wanted(m)) {
+		if (batch_init(&bt, m, NULL, 0, e) < 0)
+			goto out;
+		b = &bt;
+	}
 	rc = 0;
 	for (size_t i = 0, k = 1; i < count && rc == 0; k++) {
 		size_t len = MIN(k, count - i);
-		rc = rotate(m, v + i, f, len, e);
+		rc = rotate(m, b, v + i, f, len, e);
 		i += len;
 	}
+	if (b)
+		rc = batch_finish(b, rc, e);
 out:
 	free(v);
 	free(f);

@@ -20,8 +20,6 @@
 #include "mem_internal.h"
 #include "plan.h"
 
-#define PAUSE_BATCH 64
-
 void note_stall(struct mem *m, uint64_t ns)
 {
 	if (ns > m->st.longest_stall_ns)
@@ -176,34 +174,49 @@ out:
 	return rc;
 }
 
-static int execute(struct mem *m, const struct plan *pl, struct err *e)
+/* One protected move at a time (uffd write protection per page). */
+static int execute_wp(struct mem *m, const struct plan *pl, struct err *e)
 {
-	bool pause = m->cfg.protect_by_pause && m->ops.pause && m->ops.resume;
+	struct move_ctx c = {0};
 
-	for (size_t i = 0; i < pl->n; i += PAUSE_BATCH) {
-		size_t end = MIN(pl->n, i + PAUSE_BATCH);
-		struct move_ctx c = { .paused = pause };
-		uint64_t t0 = now_ns();
-		if (pause && m->ops.pause(m->ops.ctx) < 0)
-			return err_set(e, EIO, "pausing the vCPUs for a remap batch failed");
-		int rc = 0;
-		for (size_t j = i; j < end && rc == 0; j++) {
-			const struct plan_move *mv = &pl->mv[j];
-			if (p2m_get(m, mv->pfn) != mv->from)
-				rc = err_set(e, EFAULT, "remap: PFN 0x%llx is not on frame 0x%llx "
-					     "as planned", (unsigned long long)mv->pfn,
-					     (unsigned long long)mv->from);
-			else
-				rc = move_page(m, mv->pfn, mv->to, &c, e);
-		}
-		if (pause) {
-			m->ops.resume(m->ops.ctx);
-			note_stall(m, now_ns() - t0);
-		}
-		if (rc < 0)
+	for (size_t j = 0; j < pl->n; j++) {
+		const struct plan_move *mv = &pl->mv[j];
+		if (p2m_get(m, mv->pfn) != mv->from)
+			return err_set(e, EFAULT, "remap: PFN 0x%llx is not on frame 0x%llx "
+				       "as planned", (unsigned long long)mv->pfn,
+				       (unsigned long long)mv->from);
+		if (move_page(m, mv->pfn, mv->to, &c, e) < 0)
 			return -1;
 	}
 	return 0;
+}
+
+/* Paused batches (batch.c). On failure the pages of `want` already moved
+ * are registered for write protection again: they stay virtualized. */
+static int execute_paused(struct mem *m, const struct plan *pl, const uint64_t (*want)[2],
+			  size_t nwant, struct err *e)
+{
+	struct batch b;
+	int rc = 0;
+
+	if (batch_init(&b, m, want, nwant, e) < 0)
+		return -1;
+	for (size_t j = 0; j < pl->n && rc == 0; j++) {
+		const struct plan_move *mv = &pl->mv[j];
+		if (p2m_get(m, mv->pfn) != mv->from)
+			rc = err_set(e, EFAULT, "remap: PFN 0x%llx is not on frame 0x%llx "
+				     "as planned", (unsigned long long)mv->pfn,
+				     (unsigned long long)mv->from);
+		else
+			rc = batch_step(&b, mv->pfn, mv->to, e);
+	}
+	rc = batch_finish(&b, rc, e);
+	for (size_t i = 0; i < nwant && rc < 0; i++) {
+		struct err e2 = {0};
+		if (wp_register(m, want[i][0], want[i][1], &e2) < 0)
+			log_warn("%s", e2.msg);
+	}
+	return rc;
 }
 
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
@@ -215,7 +228,11 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 
 	if (gather(m, want, nwant, &pl, e) < 0)
 		return -1;
-	if (vma_budget(m, 2 * pl.n, e) < 0 || execute(m, &pl, e) < 0) {
+	int rc = vma_budget(m, 2 * pl.n, e);
+	if (rc == 0)
+		rc = batch_wanted(m) ? execute_paused(m, &pl, want, nwant, e)
+				     : execute_wp(m, &pl, e);
+	if (rc < 0) {
 		plan_free(&pl);
 		return -1;
 	}

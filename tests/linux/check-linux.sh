@@ -43,7 +43,8 @@ trap cleanup EXIT
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-fail() { echo "FAIL: $*"; exit 1; }
+run=
+fail() { echo "FAIL: $*"; [ -z "$run" ] || echo "logs: $run"; exit 1; }
 say() { echo "check-linux: $*"; }
 
 # ---- 1. syscall-free init ------------------------------------------------
