@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
@@ -214,6 +215,12 @@ static void bench_backmap(uint64_t ram)
 int main(int argc, char **argv)
 {
 	uint64_t max = argc > 1 ? strtoull(argv[1], NULL, 0) * MiB : GiB;
+	const char *only = argc > 2 ? argv[2] : "";
+
+	if (strcmp(only, "pause") == 0 || strcmp(only, "uffd-wp") == 0) {
+		bench_scramble(max, only[0] == 'p');
+		return 0;
+	}
 
 	printf("== virtualize / devirtualize with nothing to move, a writer thread running\n");
 	printf("%-8s %14s %18s %14s %10s\n", "RAM MiB", "virtualize us", "devirtualize us",

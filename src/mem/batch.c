@@ -28,7 +28,14 @@
 #include <sys/mman.h>
 
 #include "mem_internal.h"
+struct dbg { uint64_t wait, copy, map, resume, batches, pages, runs; };
+extern struct dbg DBG;
+#include <stdio.h>
+void dbg_print(void);
+void dbg_print(void) { fprintf(stderr, "DBG batches %lu pages %lu runs %lu wait %.3f copy %.3f map %.3f resume %.3f s\n",
+ DBG.batches, DBG.pages, DBG.runs, DBG.wait/1e9, DBG.copy/1e9, DBG.map/1e9, DBG.resume/1e9); memset(&DBG,0,sizeof DBG);}
 
+struct dbg DBG;
 int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,
 	       struct err *e)
 {
@@ -62,13 +69,23 @@ int batch_begin(struct batch *b, struct err *e)
 	return 0;
 }
 
-/* Stop adding moves when the batch is full or has used its time: each
- * pause must stay well under a millisecond, whatever the host's speed. */
+/* Stop adding moves when the batch is full or its pause would run past the
+ * budget: time spent so far plus the mapping still to do, estimated from
+ * what mapping has cost per page in earlier batches. Each pause must stay
+ * well under a millisecond, whatever the host's speed. */
 bool batch_full(const struct batch *b)
 {
 	if (b->n + 2 > b->cap)
 		return true;
-	return (b->n & 15) == 0 && b->n && now_ns() - b->t_paused > BATCH_BUDGET_NS;
+	if ((b->n & 7) != 0 || b->n == 0)
+		return false;
+	uint64_t spent = now_ns() - b->t_paused;
+	return spent + b->n * b->map_ns_per_page > BATCH_BUDGET_NS;
+}
+
+void batch_add(struct batch *b, uint64_t pfn)
+{
+	b->pfn[b->n++] = pfn;
 }
 
 void batch_move(struct batch *b, uint64_t pfn, uint64_t to)
@@ -81,7 +98,7 @@ void batch_move(struct batch *b, uint64_t pfn, uint64_t to)
 	frame_set_free(m, to, false);
 	p2m_assign(m, pfn, to);
 	frame_released(m, from);
-	b->pfn[b->n++] = pfn;
+	batch_add(b, pfn);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -123,6 +140,7 @@ int batch_end(struct batch *b, struct err *e)
 	int rc = 0;
 	size_t n = 0;
 
+	uint64_t tm = now_ns();
 	qsort(b->pfn, b->n, sizeof(*b->pfn), cmp_u64);
 	for (size_t i = 0; i < b->n; i++)   /* a page moved twice is mapped once */
 		if (n == 0 || b->pfn[n - 1] != b->pfn[i])
@@ -136,8 +154,16 @@ int batch_end(struct batch *b, struct err *e)
 		rc = map_run(b, first, k, mfn, e);
 		i += k;
 	}
+	uint64_t tr = now_ns();
 	m->ops.resume(m->ops.ctx);
-	note_stall(m, now_ns() - b->t0);
+	/* The guest stalls from the moment the last vCPU acknowledged the pause. */
+	note_stall(m, now_ns() - b->t_paused);
+	if (b->n) {   /* running average of mapping cost, for batch_full */
+		uint64_t per = (tr - tm) / b->n;
+		b->map_ns_per_page = b->map_ns_per_page ? (3 * b->map_ns_per_page + per) / 4 : per;
+	}
+	DBG.wait += b->t_paused - b->t0; DBG.copy += tm - b->t_paused; DBG.map += tr - tm;
+	DBG.resume += now_ns() - tr; DBG.batches++; DBG.pages += b->n; DBG.runs += n;
 	for (size_t i = 0; i < n; i++)
 		notify(m, b->pfn[i]);
 	b->pages += b->n;

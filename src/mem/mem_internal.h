@@ -156,6 +156,7 @@ struct batch {
 	size_t n, cap;
 	uint64_t t0, t_paused;
 	bool open;                    /* paused, between begin and end */
+	uint64_t map_ns_per_page;     /* running average, 0 until measured */
 	uint64_t pages, runs;         /* totals over every batch */
 };
 int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,
@@ -166,12 +167,19 @@ bool batch_full(const struct batch *b);
 /* Copy pfn's page to free frame `to` and update P2M; the window follows in
  * batch_end. */
 void batch_move(struct batch *b, uint64_t pfn, uint64_t to);
+/* Record a PFN whose window page must follow P2M at batch_end. */
+void batch_add(struct batch *b, uint64_t pfn);
 int batch_end(struct batch *b, struct err *e);
 int batch_step(struct batch *b, uint64_t pfn, uint64_t to, struct err *e);
 /* Close the open batch and free; returns rc, or -1 if closing failed. */
 int batch_finish(struct batch *b, int rc, struct err *e);
 /* Paused batches are possible and asked for. */
 bool batch_wanted(const struct mem *m);
+
+/* sweep.c: devirtualize in PFN order by swaps, in paused batches. */
+bool sweep_possible(const struct mem *m);
+int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		       struct err *e);
 
 /* switch.c */
 void mode_update(struct mem *m);

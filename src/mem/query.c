@@ -103,7 +103,8 @@ void mem_p2m_summary(struct mem *m, struct mem_p2m_summary *s)
 		}
 	s->remapped = n;
 	s->identity = s->pages - n;
-	qsort(mf, n, sizeof(*mf), cmp_u64);
+	if (n) /* qsort(NULL, 0, ...) is undefined */
+		qsort(mf, n, sizeof(*mf), cmp_u64);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
 		while (j < n && mf[j] == mf[i])

@@ -191,8 +191,7 @@ static int execute_wp(struct mem *m, const struct plan *pl, struct err *e)
 	return 0;
 }
 
-/* Paused batches (batch.c). On failure the pages of `want` already moved
- * are registered for write protection again: they stay virtualized. */
+/* Paused batches (batch.c). */
 static int execute_paused(struct mem *m, const struct plan *pl, const uint64_t (*want)[2],
 			  size_t nwant, struct err *e)
 {
@@ -210,19 +209,13 @@ static int execute_paused(struct mem *m, const struct plan *pl, const uint64_t (
 		else
 			rc = batch_step(&b, mv->pfn, mv->to, e);
 	}
-	rc = batch_finish(&b, rc, e);
-	for (size_t i = 0; i < nwant && rc < 0; i++) {
-		struct err e2 = {0};
-		if (wp_register(m, want[i][0], want[i][1], &e2) < 0)
-			log_warn("%s", e2.msg);
-	}
-	return rc;
+	return batch_finish(&b, rc, e);
 }
 
-/* Make the PFN ranges `want` (each inside one virtualized range) identity
- * and give each back one mapping. The caller updates the ranges afterwards. */
-int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		       struct err *e)
+/* The planner's moves, executed one protected page at a time or in paused
+ * batches. */
+static int plan_and_execute(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+			    struct err *e)
 {
 	struct plan pl;
 
@@ -232,14 +225,42 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	if (rc == 0)
 		rc = batch_wanted(m) ? execute_paused(m, &pl, want, nwant, e)
 				     : execute_wp(m, &pl, e);
-	if (rc < 0) {
-		plan_free(&pl);
-		return -1;
+	if (rc == 0) {
+		m->st.skipped += pl.skipped;
+		m->st.direct += pl.direct + pl.evicted;
+		m->st.indirect += pl.indirect;
 	}
-	m->st.skipped += pl.skipped;
-	m->st.direct += pl.direct + pl.evicted;
-	m->st.indirect += pl.indirect;
 	plan_free(&pl);
+	return rc;
+}
+
+/* Make the PFN ranges `want` (each inside one virtualized range) identity
+ * and give each back one mapping. The caller updates the ranges afterwards.
+ * Paused batches sweep in PFN order when nothing is shared or retired
+ * (sweep.c); otherwise the planner's moves (plan.c) are executed. */
+int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		       struct err *e)
+{
+	int rc;
+
+	if (!m->state_dirty) {
+		for (size_t i = 0; i < nwant; i++)
+			m->st.skipped += want[i][1] - want[i][0];
+		rc = 0;
+	} else if (sweep_possible(m)) {
+		rc = sweep_devirtualize(m, want, nwant, e);
+	} else {
+		rc = plan_and_execute(m, want, nwant, e);
+	}
+	/* Pages of `want` moved in paused batches were left unregistered (about
+	 * to be pass-through); they stay virtualized after all. */
+	for (size_t i = 0; i < nwant && rc < 0 && batch_wanted(m); i++) {
+		struct err e2 = {0};
+		if (wp_register(m, want[i][0], want[i][1], &e2) < 0)
+			log_warn("%s", e2.msg);
+	}
+	if (rc < 0)
+		return -1;
 	/* Nothing was ever remapped: the window is still its one mapping, so
 	 * dropping the registration is enough (and cheaper than replacing a
 	 * mapping a vCPU is using). */

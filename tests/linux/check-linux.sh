@@ -78,7 +78,11 @@ $bad"
 # S[0..7] <- the status page (status.h), from whatever read_status_cmd prints
 # as hex words; returns 1 when unreadable.
 S=()
-parse_words() { S=($(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^0x[0-9a-f]+$/ && i > 1) print $i }')); [ ${#S[@]} -eq 8 ]; }
+parse_words() {
+	local words; words=$(awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^0x[0-9a-f]+$/) printf "%s ", $i }')
+	read -r -a S <<<"$words"
+	[ ${#S[@]} -eq 8 ]
+}
 proc_status() { # PID
 	dd if="/proc/$1/mem" bs=4096 skip=$((STATUS / 4096)) count=1 status=none 2>/dev/null |
 		od -An -tx8 -w64 -N64 | awk '{ printf "-"; for (i = 1; i <= NF; i++) printf " 0x%s", $i; print "" }' |
@@ -104,12 +108,12 @@ check_sample() {
 
 check_init_on_host() {
 	if [ "$(uname -m)" != x86_64 ]; then say "init on this host: skipped (not x86-64)"; return; fi
-	local pages=64 seed=5 pid i r0 sum=0
+	local pages=64 seed=5 pid r0 sum=0
 	env -i lw_pages=$pages lw_seed=$seed "$init" & pid=$!
 	pids+=("$pid")
-	for i in $(seq 1 100); do proc_status "$pid" && [ $((S[1])) -ge 3 ] && break; sleep 0.05; done
+	for _ in $(seq 1 100); do proc_status "$pid" && [ $((S[1])) -ge 3 ] && break; sleep 0.05; done
 	proc_status "$pid" || fail "cannot read init's status page from /proc/$pid/mem"
-	for i in $(seq 1 20); do
+	for _ in $(seq 1 20); do
 		proc_status "$pid" || fail "status page unreadable"
 		check_sample "init on host" $pages $seed
 		sum=$((sum + CHECKED))
@@ -218,7 +222,7 @@ if [ $bb = yes ]; then
 fi
 
 # ---- 5. live switches under the workload ---------------------------------
-checked=0 samples=0
+checked=0 samples=0 tv='' ts='' td=''
 sample() { # LABEL: read the status page, check it, count checksum checks
 	read_status || fail "$1: cannot read the status page through the monitor"
 	check_sample "$1" "$PAGES" "$SEED"

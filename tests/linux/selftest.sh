@@ -4,7 +4,8 @@
 # pass, and a run whose `scramble` zeroes a page (a lost copy) must fail.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-out=$(mktemp); trap 'rm -f "$out"' EXIT
+out=$(mktemp); tmp=$(mktemp -d); trap 'rm -rf "$out" "$tmp"' EXIT
+export LINUX_WORK=$tmp   # its own initramfs and logs: runs may overlap
 
 LINUX_FAKE=1 LINUX_ROUNDS=${LINUX_ROUNDS:-3} bash "$here/check-linux.sh" >"$out" 2>&1
 rc=$?

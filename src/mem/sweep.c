@@ -1,0 +1,149 @@
+/* Devirtualize by sweeping PFN order with swaps, in paused batches.
+ *
+ * The planner (plan.c) unwinds cycles in cycle order, which after a
+ * scramble is random PFN order: every move is its own mmap. Sweeping the
+ * ranges in PFN order instead brings pages home in ascending runs, and each
+ * batch's run becomes ONE identity mmap (batch.c coalesces it); only the
+ * pages displaced from those home frames need a mapping of their own.
+ *
+ * For each non-identity PFN p on frame f, whose home frame p is held by q:
+ * swap the two frames' contents through a frame-sized buffer (the temporary
+ * frame of claim 19; counted as indirect), so p is home and q sits on f
+ * (home too when f == q: a 2-cycle). A free home frame is a direct move.
+ * No free frame is needed, and a cycle of any length unwinds as the sweep
+ * reaches its members.
+ *
+ * Used when nothing is shared and nothing is retired (then the planner's
+ * more general moves are needed) and paused batches are available. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
+#endif
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem_internal.h"
+
+#define SWEEP_GAP 32   /* identity pages worth remapping to join two runs */
+
+struct sweep {
+	struct mem *m;
+	struct batch b;
+	uint32_t *inv;        /* per MFN: 1 + the non-identity PFN on it, or 0 */
+	uint64_t last;        /* last PFN brought home in this batch, or UINT64_MAX */
+	uint64_t direct, indirect;
+	uint8_t tmp[PAGE_SIZE];
+};
+
+bool sweep_possible(const struct mem *m)
+{
+	return batch_wanted(m) && m->cow_reserve == 0 && m->nretired == 0;
+}
+
+/* Who holds each frame, for every virtualized PFN not on its own frame. */
+static int sweep_index(struct sweep *s, struct err *e)
+{
+	struct mem *m = s->m;
+	uint64_t moving = 0;
+
+	s->inv = calloc(m->nr_mfn, sizeof(*s->inv));
+	if (!s->inv)
+		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
+			       (unsigned long long)m->nr_mfn);
+	for (size_t r = 0; r < m->nranges; r++)
+		for (uint64_t p = m->ranges[r][0]; p < m->ranges[r][1]; p++)
+			if (m->p2m[p] != 0) {
+				s->inv[p2m_get(m, p)] = (uint32_t)(p + 1);
+				moving++;
+			}
+	return vma_budget(m, 2 * moving, e);
+}
+
+static void copy(struct mem *m, uint64_t to, const void *src)
+{
+	memcpy(m->mview + (to << PAGE_SHIFT), src, PAGE_SIZE);
+	m->st.bytes_copied += PAGE_SIZE;
+}
+
+/* Make room in the batch (a new pause when it is full). */
+static int sweep_room(struct sweep *s, size_t need, struct err *e)
+{
+	if (s->b.open && (s->b.n + need > s->b.cap || batch_full(&s->b))) {
+		s->last = UINT64_MAX;
+		if (batch_end(&s->b, e) < 0)
+			return -1;
+	}
+	if (!s->b.open && batch_begin(&s->b, e) < 0)
+		return -1;
+	return 0;
+}
+
+/* Bring p home (the batch is open and has room for 2 + SWEEP_GAP). */
+static void sweep_page(struct sweep *s, uint64_t p)
+{
+	struct mem *m = s->m;
+	uint64_t f = p2m_get(m, p), occ = s->inv[p];
+	uint8_t *home = m->mview + (p << PAGE_SHIFT), *cur = m->mview + (f << PAGE_SHIFT);
+
+	/* Identity pages between two homecomings join the run: one mmap. */
+	if (s->last != UINT64_MAX && p > s->last && p - s->last <= SWEEP_GAP &&
+	    window_addr(m, p) == window_addr(m, s->last) + ((p - s->last) << PAGE_SHIFT))
+		for (uint64_t x = s->last + 1; x < p; x++)
+			batch_add(&s->b, x);
+	s->inv[f] = 0;
+	if (occ == 0) {
+		copy(m, p, cur);
+		frame_set_free(m, p, false);
+		p2m_assign(m, p, p);
+		frame_released(m, f);
+		s->direct++;
+	} else {
+		uint64_t q = occ - 1;
+		memcpy(s->tmp, home, PAGE_SIZE);
+		copy(m, p, cur);
+		copy(m, f, s->tmp);
+		p2m_assign(m, p, p);
+		p2m_assign(m, q, f);
+		if (q != f)
+			s->inv[f] = (uint32_t)occ;
+		batch_add(&s->b, q);
+		s->indirect++;
+	}
+	s->inv[p] = 0;
+	batch_add(&s->b, p);
+	s->last = p;
+}
+
+int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		       struct err *e)
+{
+	struct sweep *s = calloc(1, sizeof(*s));
+	int rc = -1;
+
+	if (!s)
+		return err_set(e, ENOMEM, "out of memory for devirtualize");
+	s->m = m;
+	s->last = UINT64_MAX;
+	if (sweep_index(s, e) < 0 || batch_init(&s->b, m, want, nwant, e) < 0)
+		goto out;
+	rc = 0;
+	for (size_t r = 0; r < nwant && rc == 0; r++)
+		for (uint64_t p = want[r][0]; p < want[r][1] && rc == 0; p++) {
+			if (m->p2m[p] == 0) {
+				m->st.skipped++;
+				continue;
+			}
+			rc = sweep_room(s, 2 + SWEEP_GAP, e);
+			if (rc == 0)
+				sweep_page(s, p);
+		}
+	rc = batch_finish(&s->b, rc, e);
+	m->st.direct += s->direct;
+	m->st.indirect += s->indirect;
+out:
+	free(s->inv);
+	free(s);
+	return rc;
+}
