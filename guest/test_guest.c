@@ -13,6 +13,8 @@
 #include "guest.h"
 #include "vmswitch/boot.h"
 
+#include "../tests/unit/check_run.h"
+
 #define DTB_SIZE 4096
 
 static void *tree_begin(void *buf, uint32_t addr_cells, uint32_t size_cells)
@@ -251,9 +253,6 @@ int main(void)
 {
 	Suite *s = suite_create("guest");
 	TCase *tc = tcase_create("pure");
-	SRunner *sr;
-	int failed;
-
 	tcase_add_test(tc, fdt_reads_hand_built_tree);
 	tcase_add_test(tc, fdt_reads_vmswitch_dtb);
 	tcase_add_test(tc, fdt_rejects_malformed);
@@ -264,9 +263,5 @@ int main(void)
 	tcase_add_test(tc, pattern_checksum_adds_up);
 	tcase_add_test(tc, image_accepted_by_loader);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s, false);
 }

@@ -128,6 +128,7 @@ static int map_run(struct batch *b, uint64_t first, uint64_t n, uint64_t mfn, st
 			       (unsigned long long)first, (unsigned long long)(first + n));
 	m->vma_est += 2;
 	b->runs++;
+	DBG.runs++;
 	if (!in_final(b, first, first + n))
 		return wp_register(m, first, first + n, e);
 	return 0;
@@ -156,14 +157,15 @@ int batch_end(struct batch *b, struct err *e)
 	}
 	uint64_t tr = now_ns();
 	m->ops.resume(m->ops.ctx);
-	/* The guest stalls from the moment the last vCPU acknowledged the pause. */
-	note_stall(m, now_ns() - b->t_paused);
+	/* The guest stalls from the moment the last vCPU acknowledged the pause
+	 * until it is told to go on. */
+	note_stall(m, tr - b->t_paused);
 	if (b->n) {   /* running average of mapping cost, for batch_full */
 		uint64_t per = (tr - tm) / b->n;
 		b->map_ns_per_page = b->map_ns_per_page ? (3 * b->map_ns_per_page + per) / 4 : per;
 	}
 	DBG.wait += b->t_paused - b->t0; DBG.copy += tm - b->t_paused; DBG.map += tr - tm;
-	DBG.resume += now_ns() - tr; DBG.batches++; DBG.pages += b->n; DBG.runs += n;
+	DBG.resume += now_ns() - tr; DBG.batches++; DBG.pages += b->n;
 	for (size_t i = 0; i < n; i++)
 		notify(m, b->pfn[i]);
 	b->pages += b->n;

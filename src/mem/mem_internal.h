@@ -147,7 +147,7 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 
 /* batch.c: many moves under one vCPU pause (no write protection needed). */
 #define BATCH_MAX_PAGES 512
-#define BATCH_BUDGET_NS 400000ULL   /* stop filling a batch after 0.4 ms paused */
+#define BATCH_BUDGET_NS 700000ULL   /* aim: each pause shorter than 0.7 ms */
 struct batch {
 	struct mem *m;
 	const uint64_t (*final)[2];   /* ranges about to be one identity mapping */

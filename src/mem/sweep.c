@@ -6,12 +6,15 @@
  * batch's run becomes ONE identity mmap (batch.c coalesces it); only the
  * pages displaced from those home frames need a mapping of their own.
  *
- * For each non-identity PFN p on frame f, whose home frame p is held by q:
- * swap the two frames' contents through a frame-sized buffer (the temporary
- * frame of claim 19; counted as indirect), so p is home and q sits on f
- * (home too when f == q: a 2-cycle). A free home frame is a direct move.
- * No free frame is needed, and a cycle of any length unwinds as the sweep
- * reaches its members.
+ * For each non-identity PFN p on frame f: if its home frame p is free, copy
+ * p home (direct). If q holds it, q first moves to a temporary frame (claim
+ * 19: its own frame if already free, else a spare frame, which lies off the
+ * sweep's path, so q moves once more, home, inside a run; counted as
+ * indirect), then p comes home and f is released. Without any free frame the
+ * two frames swap contents through a page-sized buffer. Cycles of any length
+ * unwind as the sweep reaches their members. Each displaced page costs one
+ * mapping of its own; for a random permutation about half the pages are
+ * displaced once, and the rest of the work is runs.
  *
  * Used when nothing is shared and nothing is retired (then the planner's
  * more general moves are needed) and paused batches are available. */
@@ -80,6 +83,23 @@ static int sweep_room(struct sweep *s, size_t need, struct err *e)
 	return 0;
 }
 
+/* A frame for q, displaced from frame p: its own frame if free (q is home
+ * early), else a spare frame (off the sweep's path, so q moves only once
+ * more: home, inside a run), else any free frame ahead of the sweep, else
+ * none (then q takes p's old frame by a swap). */
+static uint64_t displace_target(struct sweep *s, uint64_t q, uint64_t p)
+{
+	struct mem *m = s->m;
+	uint64_t t;
+
+	if (q < m->nr_mfn && frame_free(m, q))
+		return q;
+	t = frame_find_free(m, 0, m->spare_first);
+	if (t == UINT64_MAX)
+		t = frame_find_free(m, 0, p + 1);
+	return t;
+}
+
 /* Bring p home (the batch is open and has room for 2 + SWEEP_GAP). */
 static void sweep_page(struct sweep *s, uint64_t p)
 {
@@ -93,25 +113,37 @@ static void sweep_page(struct sweep *s, uint64_t p)
 		for (uint64_t x = s->last + 1; x < p; x++)
 			batch_add(&s->b, x);
 	s->inv[f] = 0;
-	if (occ == 0) {
-		copy(m, p, cur);
-		frame_set_free(m, p, false);
-		p2m_assign(m, p, p);
-		frame_released(m, f);
-		s->direct++;
-	} else {
-		uint64_t q = occ - 1;
-		memcpy(s->tmp, home, PAGE_SIZE);
-		copy(m, p, cur);
-		copy(m, f, s->tmp);
-		p2m_assign(m, p, p);
-		p2m_assign(m, q, f);
-		if (q != f)
-			s->inv[f] = (uint32_t)occ;
-		batch_add(&s->b, q);
-		s->indirect++;
-	}
 	s->inv[p] = 0;
+	if (occ != 0) {
+		uint64_t q = occ - 1, t = displace_target(s, q, p);
+		if (t == UINT64_MAX) {   /* swap through the buffer: q lands on f */
+			memcpy(s->tmp, home, PAGE_SIZE);
+			copy(m, p, cur);
+			copy(m, f, s->tmp);
+			p2m_assign(m, p, p);
+			p2m_assign(m, q, f);
+			if (q != f)
+				s->inv[f] = (uint32_t)occ;
+			batch_add(&s->b, q);
+			batch_add(&s->b, p);
+			s->indirect++;
+			s->last = p;
+			return;
+		}
+		copy(m, t, home);
+		frame_set_free(m, t, false);
+		p2m_assign(m, q, t);
+		if (t != q)
+			s->inv[t] = (uint32_t)occ;
+		batch_add(&s->b, q);
+		s->indirect++;      /* q goes home later through this temporary frame */
+	} else {
+		frame_set_free(m, p, false);
+		s->direct++;
+	}
+	copy(m, p, cur);
+	p2m_assign(m, p, p);
+	frame_released(m, f);
 	batch_add(&s->b, p);
 	s->last = p;
 }

@@ -14,6 +14,8 @@
 #include "vmswitch/boot.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 #define SETUP_SECTS 4
 #define PM_SIZE     (64 * 1024)
 #define IMG_SIZE    ((SETUP_SECTS + 1) * 512 + PM_SIZE)
@@ -894,11 +896,5 @@ static Suite *boot_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(boot_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(boot_suite(), false);
 }

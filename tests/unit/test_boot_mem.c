@@ -13,6 +13,8 @@
 #include "vmswitch/boot.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 #define PM_SIZE (48 * 1024)
 
 /* A minimal bzImage (protocol 2.15, 64-bit entry, pref_address 1 MiB). */
@@ -170,16 +172,9 @@ int main(void)
 {
 	Suite *s = suite_create("boot_mem");
 	TCase *t = tcase_create("mem");
-	SRunner *r;
-	int failed;
-
 	tcase_add_test(t, e820_matches_mem_layout);
 	tcase_add_test(t, place_passthrough);
 	tcase_add_test(t, place_remapped);
 	suite_add_tcase(s, t);
-	r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s, false);
 }

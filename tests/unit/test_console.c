@@ -24,6 +24,8 @@
 #include "vmswitch/term.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 /* ---- line editor ---------------------------------------------------------- */
 
 /* Feed a string; return the last finished line (or NULL), count events. */
@@ -498,11 +500,5 @@ static Suite *console_suite(bool with_mem)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(console_suite(mem_works()));
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(console_suite(mem_works()), false);
 }

@@ -18,6 +18,8 @@
 #include "vmswitch/boot.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 #define SETUP_SECTS 4
 #define SETUP_SIZE  ((SETUP_SECTS + 1) * 512)
 #define STUB_SIZE   0x400    /* "decompressor code" before the payload */
@@ -528,11 +530,5 @@ static Suite *decompress_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(decompress_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(decompress_suite(), false);
 }

@@ -8,6 +8,8 @@
 #include "vmswitch/boot.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 #define KVIRT      0xffffffff81000000ULL /* __START_KERNEL */
 #define KPHYS      0x1000000ULL          /* 16 MiB, Debian's LOAD_PHYSICAL_ADDR */
 #define TEXT_SIZE  0x3000
@@ -223,11 +225,5 @@ static Suite *elf_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(elf_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(elf_suite(), false);
 }

@@ -4,6 +4,8 @@
 
 #include "vmswitch/dev.h"
 
+#include "check_run.h"
+
 struct resets {
 	int count;
 };
@@ -94,9 +96,5 @@ int main(void)
 	tcase_add_test(tc, reset_through_bus);
 	tcase_add_test(tc, idle_registers);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s, false);
 }

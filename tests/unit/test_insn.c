@@ -5,6 +5,8 @@
 
 #include "../../src/vm/insn.h"
 
+#include "check_run.h"
+
 static struct insn_info dec(const uint8_t *b, size_t n)
 {
 	struct insn_info in;
@@ -74,9 +76,5 @@ int main(void)
 	tcase_add_test(tc, fixups);
 	tcase_add_test(tc, hex);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s, false);
 }

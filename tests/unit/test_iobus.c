@@ -12,6 +12,8 @@
 #include "vmswitch/dev.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 /* A fake device: remembers its last access and answers reads with its id. */
 struct fake {
 	uint8_t id;
@@ -350,9 +352,5 @@ int main(void)
 	tcase_add_test(tc, concurrent_lookups);
 	tcase_set_timeout(tc, 30);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s, false);
 }

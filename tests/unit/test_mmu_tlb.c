@@ -8,6 +8,8 @@
 
 #include "tlb.h"
 
+#include "check_run.h"
+
 static struct tlb_key key(uint64_t root, uint64_t vpn)
 {
 	return (struct tlb_key){.root = root, .vpn = vpn, .ctl = 2};
@@ -152,9 +154,5 @@ static Suite *tlb_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(tlb_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(tlb_suite(), false);
 }

@@ -21,6 +21,8 @@
 #include "vmswitch/monitor.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 #define RAM (4 * MiB)
 #define SPARE (2 * MiB)
 #define RAM_PAGES (RAM / PAGE_SIZE)
@@ -846,14 +848,7 @@ static bool mem_works(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	if (!mem_works())
 		return 77;
-	sr = srunner_create(monitor_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(monitor_suite(), false);
 }

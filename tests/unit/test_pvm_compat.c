@@ -5,6 +5,8 @@
 
 #include "vmswitch/boot.h"
 
+#include "check_run.h"
+
 static struct boot_pvm_cmdline run(const char *user, bool pvm, bool candidates)
 {
 	struct boot_pvm_cmdline c;
@@ -155,11 +157,5 @@ static Suite *pvm_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(pvm_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? 1 : 0;
+	return check_run(pvm_suite(), false);
 }

@@ -14,6 +14,8 @@
 #include "vmswitch/serial.h"
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 /* What the UART told the "VM". */
 struct rec {
 	pthread_mutex_t lock;
@@ -735,9 +737,5 @@ int main(void)
 	tcase_add_test(thr, stream_interrupt_driven);
 	tcase_set_timeout(thr, 50);
 	suite_add_tcase(s, thr);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s, false);
 }

@@ -5,6 +5,8 @@
 
 #include "vmswitch/util.h"
 
+#include "check_run.h"
+
 START_TEST(sizes_accepted)
 {
 	static const struct { const char *s; uint64_t v; } ok[] = {
@@ -66,9 +68,5 @@ int main(void)
 	tcase_add_test(tc, u64_strict);
 	tcase_add_test(tc, err_messages);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_run(s, false);
 }
