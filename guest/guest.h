@@ -77,7 +77,7 @@ void console_printf(struct console *c, const char *fmt, ...)
 struct params {
 	uint64_t pages, rounds, seed, report, cpus;
 	uint64_t stop;     /* forever: act as if the VMM said stop after N reports */
-	uint64_t fault;    /* 1: #PF, 2: #GP at CPL3 (tests the exception path) */
+	uint64_t fault;    /* 1: #PF, 2: #GP at CPL3, 3: triple fault */
 	int forever, corrupt;
 	int cpus_given;
 };

@@ -103,10 +103,19 @@ static int configure(struct guest *g)
 static void provoke_fault(struct guest *g)
 {
 	console_printf(&g->con, "fault=%lu: provoking an exception\n", g->p.fault);
-	if (g->p.fault == 1)
+	if (g->p.fault == 1) {
 		(void)*(volatile uint64_t *)(HIGH_VA - PAGE_SIZE);  /* not mapped */
-	else
+	} else if (g->p.fault == 3) {
+		/* Triple fault: the identity map is user-writable, so wipe the IDT
+		 * (found with sidt) and fault: #UD, #GP and #DF all find no gate. */
+		struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr;
+		__asm__ volatile("sidt %0" : "=m"(idtr));
+		for (volatile uint8_t *p = (volatile uint8_t *)idtr.base; p <= (uint8_t *)idtr.base + idtr.limit; p++)
+			*p = 0;
+		__asm__ volatile("ud2");
+	} else {
 		__asm__ volatile("hlt");                         /* #GP at CPL3 */
+	}
 }
 
 void user_main(uint64_t info)

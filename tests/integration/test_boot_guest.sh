@@ -21,5 +21,9 @@ for cpus in 1 2; do
 	done
 done
 check "corrupt=1 fails" 1 "FAIL" --append "pages=256 rounds=3 corrupt=1"
+check "exception reported" 2 "EXCEPTION vector=14" --append "pages=256 fault=1"
+# A triple fault is one clear line plus a register dump, status 125.
+check "triple fault" 125 "triple-faulted on vCPU 0" --append "pages=256 fault=3"
+grep -q "vCPU 0 registers" "$work/log" || { fails=$((fails+1)); echo "FAIL triple fault: no register dump"; }
 echo "boot guest: $passes passed, $fails failed"
 [ $fails -eq 0 ]

@@ -34,6 +34,14 @@ one_run() { # CPUS
 		mon "$sock" virtualize >/dev/null || { fail "round $r: virtualize"; break; }
 		mon "$sock" info mode | grep -q "mode: virtualized" || { fail "round $r: mode"; break; }
 		mon "$sock" scramble "$r" $SCRAMBLE_COUNT >/dev/null || { fail "round $r: scramble"; break; }
+		# The composed path sees the scramble: GVA -> GPA -> current MFN, and
+		# reading the guest's work area returns its PFN-tagged pattern.
+		local want_mfn got
+		want_mfn=$(mon "$sock" info p2m 0x580 1 | sed -n 's/^pfn 0x580 -> mfn \(0x[0-9a-f]*\).*/\1/p')
+		got=$(mon "$sock" translate 0x7f0000180000 | tail -1)
+		echo "$got" | grep -q "gpa 0x580000 -> mfn $want_mfn " || { fail "round $r: translate: $got (p2m says $want_mfn)"; break; }
+		got=$(mon "$sock" x/1g 0x7f0000180000)
+		echo "$got" | grep -Eq ": 0x5647[0-9a-f]{4}00000580" || { fail "round $r: x: $got"; break; }
 		mon "$sock" migrate $((0x600 + r % 64)) $((spare + r % 128)) >/dev/null || { fail "round $r: migrate"; break; }
 		mon "$sock" share 0x3f00 0x3f01 >/dev/null || { fail "round $r: share"; break; }
 		mon "$sock" evacuate 0x2000 0x2008 >/dev/null || { fail "round $r: evacuate"; break; }
