@@ -15,7 +15,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
 
 #include "vmswitch/mem.h"
@@ -32,27 +31,11 @@ struct writer {
 	pthread_t t;
 };
 
-/* Pin the calling thread to one CPU: the writer (a vCPU) on the last one,
- * the remapper on the first, as a VMM would place them, so that waking one
- * does not preempt the other. Best effort. */
-static void pin(int which)
-{
-	cpu_set_t set;
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	if (n < 2)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(which < 0 ? (int)n - 1 : which, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 	uint64_t s = 88172645463325252ULL;
 
-	pin(-1);
 	while (!atomic_load(&w->stop)) {
 		s ^= s << 13; s ^= s >> 7; s ^= s << 17;
 		uint64_t gpa = (s % w->pages) << PAGE_SHIFT;
@@ -231,7 +214,6 @@ static void bench_backmap(uint64_t ram)
 
 int main(int argc, char **argv)
 {
-	pin(0);
 	uint64_t max = argc > 1 ? strtoull(argv[1], NULL, 0) * MiB : GiB;
 	const char *only = argc > 2 ? argv[2] : "";
 

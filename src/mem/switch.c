@@ -1,7 +1,9 @@
 /* The mode state machine: create, virtualize, devirtualize, and the queries.
  *
  * Pass-through means: no virtualized ranges, every per-page array dropped to
- * its zero default, no uffd registration, windows one mapping each.
+ * its zero default, no page write-protected, windows one mapping each (a
+ * window never remapped may stay registered with userfaultfd: inert, see
+ * remap_devirtualize).
  * Virtualize registers the range for write protection and records it; all
  * per-page state appears lazily as pages are remapped, so it is O(1) in
  * memory size. */

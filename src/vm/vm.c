@@ -15,6 +15,7 @@
 #include "vmswitch/dev.h"
 #include "vmswitch/mmu.h"
 #include "vmswitch/monitor.h"
+#include "vmswitch/rtc.h"
 #include "vmswitch/serial.h"
 #include "vmswitch/util.h"
 
@@ -124,11 +125,13 @@ static int create_devices(struct vm *vm, struct err *e)
 	struct i8042_ops io = {.ctx = vm, .reset = guest_reset};
 
 	if (io_bus_create(&vm->bus, e) < 0 || serial_create(&so, &vm->serial, e) < 0 ||
-	    i8042_create(&io, &vm->i8042, e) < 0)
+	    i8042_create(&io, &vm->i8042, e) < 0 || rtc_create(NULL, &vm->rtc, e) < 0)
 		return -1;
 	if (io_bus_register_port(vm->bus, SERIAL_PORT, 8, serial_port_io, vm, "serial", e) < 0 ||
-	    i8042_register(vm->i8042, vm->bus, e) < 0)
+	    i8042_register(vm->i8042, vm->bus, e) < 0 || rtc_register(vm->rtc, vm->bus, e) < 0)
 		return -1;
+	/* Lookups from vCPU threads take no lock: nothing registers after this. */
+	io_bus_seal(vm->bus);
 	return 0;
 }
 
@@ -268,6 +271,7 @@ void vm_destroy(struct vm *vm)
 		serial_destroy(vm->serial);
 	if (vm->i8042)
 		i8042_destroy(vm->i8042);
+	rtc_destroy(vm->rtc);
 	if (vm->bus)
 		io_bus_destroy(vm->bus);
 	if (vm->fd >= 0)

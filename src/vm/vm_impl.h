@@ -15,6 +15,7 @@
 struct serial;
 struct io_bus;
 struct i8042;
+struct rtc;
 struct mmu;
 
 enum vcpu_state { VCPU_CREATED, VCPU_RUNNING, VCPU_PAUSED, VCPU_STOPPED };
@@ -47,6 +48,7 @@ struct vm {
 	struct io_bus *bus;
 	struct serial *serial;
 	struct i8042 *i8042;
+	struct rtc *rtc;
 	unsigned ncpus;
 	struct vcpu vcpus[VM_MAX_CPUS];
 	bool pvm_compat;

@@ -1,0 +1,106 @@
+#!/bin/bash
+# Guest speed under each memory mode (issue #3, bench 4: after devirtualize
+# within 1% of never-virtualized). Boots the test kernel with `forever
+# report=1` and, over the monitor socket, samples its verify+rewrite rounds
+# per second (stats: guest_round) for SECONDS in each mode:
+#   never-virtualized (pass-through from boot), virtualized (identity P2M,
+#   after `virtualize`), scrambled (after `scramble SEED`: every page moved),
+#   devirtualized (after `devirtualize`: pass-through again),
+# the last three repeated for CYCLES; prints how long each switch took and
+# each mode's median rate relative to never-virtualized. The guest must then
+# finish with PASS (no page lost). Needs /dev/kvm (see
+# bench/nested-guest-speed.sh for hosts without one).
+# Usage: bench/guest-speed.sh [SECONDS [CYCLES]]   (default 10 2)
+# Environment: VMSWITCH, GUEST, SPEED_MEMORY (default 128M), SPEED_PAGES
+# (work area, default 1024), SPEED_CPUS (default 1), SPEED_TIMEOUT (s per
+# monitor step, default 300).
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+secs=${1:-10}
+cycles=${2:-2}
+vmswitch=${VMSWITCH:-$top/vmswitch}
+guest=${GUEST:-$top/guest/vmswitch-guest}
+limit=${SPEED_TIMEOUT:-300}
+say() { echo "guest-speed: $*"; }
+
+[ -c /dev/kvm ] || { say "SKIP: needs /dev/kvm (absent on this host)"; exit 77; }
+[ -x "$vmswitch" ] && [ -f "$guest" ] || { say "build $vmswitch and $guest first"; exit 2; }
+tmp=$(mktemp -d /tmp/guest-speed.XXXXXX) || exit 2
+vmm_pid=
+cleanup() { [ -z "$vmm_pid" ] || kill -9 "$vmm_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+sock=$tmp/mon
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+die() { say "$*"; tail -n 5 "$tmp/vmm.log" "$tmp/serial"; exit 1; }
+
+# mon CMD...: one monitor command, reply on stdout; fails on an error reply.
+mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err"; }
+round() { mon stats | sed -n 's/^guest_round: //p'; }
+
+"$vmswitch" --kernel "$guest" --memory "${SPEED_MEMORY:-128M}" --cpus "${SPEED_CPUS:-1}" \
+	--append "forever report=1 pages=${SPEED_PAGES:-1024}" \
+	--serial "file:$tmp/serial" --monitor "unix:$sock" </dev/null >"$tmp/vmm.log" 2>&1 &
+vmm_pid=$!
+
+# Wait for the first report (the socket and the guest both need to be up).
+end=$(($(now_us) + limit * 1000000))
+until r=$(round 2>/dev/null) && [ -n "$r" ]; do
+	kill -0 $vmm_pid 2>/dev/null || die "vmswitch exited before the guest reported"
+	[ "$(now_us)" -lt $end ] || die "no guest report within ${limit}s"
+	sleep 0.2
+done
+
+printf "%-20s %10s %10s %12s %10s\n" phase rounds seconds rounds/s switch-ms
+# sample LABEL SWITCH-MS: rounds per second over $secs seconds.
+sample() {
+	local r0 r1 t0 t1
+	r0=$(round) && t0=$(now_us) || die "stats failed: $(cat "$tmp/mon.err")"
+	sleep "$secs"
+	r1=$(round) && t1=$(now_us) || die "stats failed: $(cat "$tmp/mon.err")"
+	awk -v l="$1" -v r=$((r1 - r0)) -v t=$((t1 - t0)) -v s="$2" \
+		'BEGIN { printf "%-20s %10d %10.2f %12.2f %10s\n", l, r, t / 1e6, r / (t / 1e6), s }'
+	echo "$1 $(awk -v r=$((r1 - r0)) -v t=$((t1 - t0)) 'BEGIN { print r / (t / 1e6) }')" >>"$tmp/res"
+}
+# switch CMD...: run a monitor command, print its wall time in ms.
+switch() {
+	local t0 t1
+	t0=$(now_us)
+	mon "$@" >/dev/null || die "'$*' failed: $(cat "$tmp/mon.err")"
+	t1=$(now_us)
+	echo $(((t1 - t0) / 1000))
+}
+
+sample never-virtualized -
+for c in $(seq 1 "$cycles"); do
+	ms=$(switch virtualize) || exit 1; sample virtualized "$ms"
+	ms=$(switch scramble "$c") || exit 1; sample scrambled "$ms"
+	ms=$(switch devirtualize) || exit 1; sample devirtualized "$ms"
+done
+mon info mode | sed -n 's/^mode: /final mode: /p'
+mon stats | grep -E '^(guest_max_gap_tsc|exits_int3_fixup|exits_fwait_fixup):'
+
+# Finish: the guest parks, checks every page and must say PASS.
+mon guest-finish >/dev/null || die "guest-finish failed: $(cat "$tmp/mon.err")"
+end=$(($(now_us) + limit * 1000000))
+while kill -0 $vmm_pid 2>/dev/null; do
+	[ "$(now_us)" -lt $end ] || die "the guest did not finish within ${limit}s"
+	sleep 0.2
+done
+wait $vmm_pid; rc=$?
+vmm_pid=
+grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitch status $rc)"
+grep '^PASS' "$tmp/serial"
+
+echo
+echo "median rounds/s per mode over $secs s samples, relative to never-virtualized:"
+awk '
+function med(list,   n, a, i, j, t) {
+	n = split(list, a, " ")
+	for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{ if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } v[$1] = v[$1] " " $2 }
+END { base = med(v["never-virtualized"])
+	for (i = 1; i <= k; i++) { m = med(v[order[i]])
+		printf "%-20s %12.2f %8.3f (%+.1f%%)\n", order[i], m, m / base, (m / base - 1) * 100 } }
+' "$tmp/res"
