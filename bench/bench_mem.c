@@ -63,7 +63,7 @@ static void resume_cb(void *ctx) { pthread_rwlock_unlock(&((struct writer *)ctx)
 static struct mem *make(uint64_t ram, enum backmap_kind bm, bool pause, struct writer *w)
 {
 	struct mem_config cfg = { .ram_size = ram, .spare_size = 64 * MiB, .backmap = bm,
-				  .hugepages = HUGEPAGES_OFF, .protect_by_pause = pause };
+				  .hugepages = HUGEPAGES_OFF, .protect_by_wp = !pause };
 	struct mem_ops ops = { .ctx = w, .pause = pause_cb, .resume = resume_cb };
 	struct err e = {0};
 	struct mem *m;

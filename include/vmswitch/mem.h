@@ -75,9 +75,16 @@ struct mem_config {
 	uint64_t spare_size;     /* extra machine memory beyond RAM (free frames) */
 	enum backmap_kind backmap;
 	enum hugepages_mode hugepages;
-	/* Protect pages while copying with userfaultfd write-protect (default),
-	 * or by pausing all vCPUs for each batch of moves. */
+	/* How devirtualize and scramble protect the pages they copy. By default
+	 * (both false) they pause all vCPUs for each batch of moves (ops.pause,
+	 * each pause kept under a millisecond) while no page is shared, and use
+	 * userfaultfd write protection otherwise. protect_by_pause: paused
+	 * batches even with shared pages; protect_by_wp: always per-page uffd
+	 * write protection, never pause. migrate, share, copy-on-write and
+	 * evacuate always use uffd write protection (one page: cheaper than
+	 * stopping every vCPU). */
 	bool protect_by_pause;
+	bool protect_by_wp;
 };
 
 /* Listener for P2M changes (the composed-translation cache). Called with

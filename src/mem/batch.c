@@ -196,7 +196,12 @@ int batch_finish(struct batch *b, int rc, struct err *e)
 	return rc;
 }
 
+/* Paused batches by default (see mem.h). Not with shared pages unless asked
+ * for: a vCPU blocked in a copy-on-write fault cannot acknowledge a pause
+ * until the fault thread runs, and that needs the lock the remapper holds. */
 bool batch_wanted(const struct mem *m)
 {
-	return m->cfg.protect_by_pause && m->ops.pause && m->ops.resume;
+	if (!m->ops.pause || !m->ops.resume || m->cfg.protect_by_wp)
+		return false;
+	return m->cfg.protect_by_pause || m->cow_reserve == 0;
 }

@@ -65,6 +65,10 @@ static void t_print_stats(void *ctx, FILE *out)
 	for (int k = 0; k < EXIT_KINDS; k++)
 		fprintf(out, "exits_%s: %" PRIu64 "\n", exit_kind_name(k), total[k]);
 	fprintf(out, "pvm_host: %s\n", vm->host->pvm ? "yes" : "no");
+	pthread_mutex_lock(&vm->lock);
+	fprintf(out, "vcpu_pauses: %" PRIu64 "\npause_avg_ns: %" PRIu64 "\npause_max_ns: %" PRIu64 "\n",
+		vm->pauses, vm->pauses ? vm->pause_total_ns / vm->pauses : 0, vm->pause_max_ns);
+	pthread_mutex_unlock(&vm->lock);
 	pthread_mutex_lock(&vm->hc_lock);
 	if (vm->have_report)
 		fprintf(out, "guest_round: %" PRIu64 "\nguest_mismatches: %" PRIu64

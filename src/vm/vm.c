@@ -218,12 +218,20 @@ static bool all_parked(struct vm *vm)
 
 int vm_pause(struct vm *vm)
 {
+	uint64_t t0 = now_ns(), dt;
+
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_req++ == 0)
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpus[i]);
 	while (!all_parked(vm) && !atomic_load(&vm->exiting))
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	/* How long the vCPUs took to leave guest mode: the floor of any stall. */
+	dt = now_ns() - t0;
+	vm->pauses++;
+	vm->pause_total_ns += dt;
+	if (dt > vm->pause_max_ns)
+		vm->pause_max_ns = dt;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }

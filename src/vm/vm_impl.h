@@ -59,6 +59,7 @@ struct vm {
 	pthread_cond_t cond;
 	int pause_req;                     /* nesting count */
 	unsigned parked;
+	uint64_t pauses, pause_total_ns, pause_max_ns;   /* under lock */
 
 	/* End of the run: the first status wins. */
 	_Atomic bool exiting;

@@ -199,7 +199,8 @@ static void round_trip(struct rig *r, unsigned round)
 static void stress(unsigned nwriters, bool pause_mode, unsigned rounds)
 {
 	struct mem_config cfg = { .ram_size = RAM, .spare_size = SPARE,
-				  .backmap = BACKMAP_LIST, .protect_by_pause = pause_mode };
+				  .backmap = BACKMAP_LIST, .protect_by_pause = pause_mode,
+				  .protect_by_wp = !pause_mode };
 	struct rig r = { .nwriters = nwriters, .pause_mode = pause_mode };
 	struct mem_ops ops = { .ctx = &r, .pause = pause_writers, .resume = resume_writers };
 	struct writer w[4];
