@@ -5,7 +5,8 @@
  *   the longest stall of the writer;
  *   single-page migrate latency percentiles with a writer on those pages;
  *   bytes of monitor memory per page for each back-map strategy.
- * Usage: bench_mem [max RAM in MiB for the scramble runs, default 1024] */
+ * Usage: bench_mem [max RAM in MiB for the scramble runs, default 1024]
+ *        bench_mem MiB pause|uffd-wp [touched]   (one scramble run only) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
@@ -29,7 +31,10 @@ struct writer {
 	uint64_t writes, worst_ns;
 	atomic_uint_fast64_t nwrites;
 	pthread_t t;
+	uint64_t paused_at, npauses, *pauses;
 };
+
+#define MAX_PAUSES (1u << 20)
 
 static void *writer_main(void *arg)
 {
@@ -57,8 +62,24 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static int pause_cb(void *ctx) { return pthread_rwlock_wrlock(&((struct writer *)ctx)->gate); }
-static void resume_cb(void *ctx) { pthread_rwlock_unlock(&((struct writer *)ctx)->gate); }
+/* The pause handshake: the gate's write lock is granted only once the
+ * writer is outside its store (it read-holds the gate per store), and holds
+ * it off until resume. Each pause's length is recorded. */
+static int pause_cb(void *ctx)
+{
+	struct writer *w = ctx;
+	int rc = pthread_rwlock_wrlock(&w->gate);
+	w->paused_at = now_ns();
+	return rc;
+}
+
+static void resume_cb(void *ctx)
+{
+	struct writer *w = ctx;
+	if (w->npauses < MAX_PAUSES)
+		w->pauses[w->npauses++] = now_ns() - w->paused_at;
+	pthread_rwlock_unlock(&w->gate);
+}
 
 static struct mem *make(uint64_t ram, enum backmap_kind bm, bool pause, struct writer *w)
 {
@@ -109,9 +130,25 @@ static void bench_switch(uint64_t ram)
 	mem_destroy(m);
 }
 
-static void bench_scramble(uint64_t ram, bool pause)
+static int cmp_u64(const void *a, const void *b)
 {
-	struct writer w = { .pages = ram / PAGE_SIZE, .gated = pause };
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* CPU time of the calling thread (the remapper): what the work costs when
+ * other processes share the cores. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void bench_scramble(uint64_t ram, bool pause, bool touched)
+{
+	struct writer w = { .pages = ram / PAGE_SIZE, .gated = pause,
+			    .pauses = calloc(MAX_PAUSES, sizeof(uint64_t)) };
 	pthread_rwlockattr_t ra;
 	struct err e = {0};
 	struct mem_stats st;
@@ -129,27 +166,42 @@ static void bench_scramble(uint64_t ram, bool pause)
 		die("scramble", &e);
 	uint64_t ts = now_ns() - t0;
 	mem_info(m, &info);
+	/* touched: a guest that has used all its memory, every window page
+	 * mapped and dirty, so every remap has a page-table entry to tear down
+	 * (on a PVM host that costs a TLB flush of tens of us per page). */
+	for (uint64_t p = 0; touched && p < w.pages; p++) {
+		uint64_t gpa = p << PAGE_SHIFT;
+		if (gpa >= MEM_HOLE_START)
+			gpa += MEM_HIGH_START - MEM_HOLE_START;
+		volatile uint64_t *q = mem_gpa_hva(m, gpa);
+		q[0] = q[0];
+	}
 	pthread_create(&w.t, NULL, writer_main, &w);
+	w.npauses = 0;   /* count the devirtualize's pauses only */
 	t0 = now_ns();
+	uint64_t c0 = thread_cpu_ns();
 	if (mem_devirtualize(m, 0, 0, &e) < 0)
 		die("devirtualize", &e);
-	uint64_t td = now_ns() - t0;
+	uint64_t td = now_ns() - t0, tc = thread_cpu_ns() - c0;
 	atomic_store(&w.stop, true);
 	pthread_join(w.t, NULL);
 	mem_get_stats(m, &st);
-	uint64_t moved = st.direct + st.indirect;
-	printf("%-8llu %-7s %10.2f %9llu %10.2f %11.0f %12.1f %12.1f %10llu\n",
-	       (unsigned long long)(ram / MiB), pause ? "pause" : "uffd-wp", ts / 1e9,
+	uint64_t moved = st.direct + st.indirect, n = w.npauses;
+	qsort(w.pauses, n, sizeof(uint64_t), cmp_u64);
+	printf("%-8llu %-7s%s %10.2f %9llu %10.2f %11.0f %12.1f %12.1f %10llu",
+	       (unsigned long long)(ram / MiB), pause ? "pause" : "uffd-wp", touched ? "+T" : "  ",
+	       ts / 1e9,
 	       (unsigned long long)info.vmas, td / 1e9, moved / (td / 1e9),
 	       st.longest_stall_ns / 1e3, w.worst_ns / 1e3, (unsigned long long)w.writes);
+	printf("   cpu %.2f us/page", tc / 1e3 / (moved ? moved : 1));
+	if (n)
+		printf(", %llu pauses: p50 %.0f p99 %.0f max %.0f us",
+		       (unsigned long long)n, w.pauses[n / 2] / 1e3, w.pauses[n * 99 / 100] / 1e3,
+		       w.pauses[n - 1] / 1e3);
+	printf("\n");
+	free(w.pauses);
 	mem_destroy(m);
 	pthread_rwlock_destroy(&w.gate);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
 }
 
 /* One protected move at a time while a writer hammers the same 64 pages:
@@ -217,8 +269,10 @@ int main(int argc, char **argv)
 	uint64_t max = argc > 1 ? strtoull(argv[1], NULL, 0) * MiB : GiB;
 	const char *only = argc > 2 ? argv[2] : "";
 
+	bool touched = argc > 3 && strcmp(argv[3], "touched") == 0;
+
 	if (strcmp(only, "pause") == 0 || strcmp(only, "uffd-wp") == 0) {
-		bench_scramble(max, only[0] == 'p');
+		bench_scramble(max, only[0] == 'p', touched);
 		return 0;
 	}
 
@@ -230,11 +284,14 @@ int main(int argc, char **argv)
 	bench_switch(4 * GiB);
 
 	printf("\n== full scramble, then devirtualize with a writer thread running\n");
-	printf("%-8s %-7s %10s %9s %10s %11s %12s %12s %10s\n", "RAM MiB", "protect",
+	printf("(+T: every page touched by the guest first; the stall is the longest pause, the\n"
+	       " writer column its slowest store; cpu is the remapper's CPU time per moved page)\n");
+	printf("%-8s %-9s %10s %9s %10s %11s %12s %12s %10s\n", "RAM MiB", "protect",
 	       "scramble s", "VMAs", "devirt s", "pages/s", "stall us", "writer us", "writes");
 	for (uint64_t ram = 256 * MiB; ram <= max; ram *= 4) {
-		bench_scramble(ram, false);
-		bench_scramble(ram, true);
+		bench_scramble(ram, false, false);
+		bench_scramble(ram, true, false);
+		bench_scramble(ram, true, true);
 	}
 
 	printf("\n== single-page migrate with uffd-wp, a writer on the same pages\n");

@@ -3,7 +3,7 @@
 # within 1% of never-virtualized). Boots the test kernel with `forever
 # report=1` and, over the monitor socket, samples its verify+rewrite rounds
 # per second (stats: guest_round) for SECONDS in each mode:
-#   never-virtualized (pass-through from boot), virtualized (identity P2M,
+#   never-virtualized (pass-through from boot, CYCLES samples), virtualized (identity P2M,
 #   after `virtualize`), scrambled (after `scramble SEED`: every page moved),
 #   devirtualized (after `devirtualize`: pass-through again),
 # the last three repeated for CYCLES; prints how long each switch took and
@@ -13,7 +13,7 @@
 # Usage: bench/guest-speed.sh [SECONDS [CYCLES]]   (default 10 2)
 # Environment: VMSWITCH, GUEST, SPEED_MEMORY (default 128M), SPEED_PAGES
 # (work area, default 1024), SPEED_CPUS (default 1), SPEED_TIMEOUT (s per
-# monitor step, default 300).
+# monitor step, default 300), SPEED_MARKS (see mark()).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
@@ -31,7 +31,7 @@ cleanup() { [ -z "$vmm_pid" ] || kill -9 "$vmm_pid" 2>/dev/null; rm -rf "$tmp"; 
 trap cleanup EXIT
 sock=$tmp/mon
 now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
-die() { say "$*"; tail -n 5 "$tmp/vmm.log" "$tmp/serial"; exit 1; }
+die() { say "$*" >&2; tail -n 5 "$tmp/vmm.log" "$tmp/serial" >&2; exit 1; }
 
 # mon CMD...: one monitor command, reply on stdout; fails on an error reply.
 mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err"; }
@@ -51,12 +51,18 @@ until r=$(round 2>/dev/null) && [ -n "$r" ]; do
 done
 
 printf "%-20s %10s %10s %12s %10s\n" phase rounds seconds rounds/s switch-ms
+# With SPEED_MARKS set, sample boundaries are also printed as @@mark ...@@
+# lines for bench/nested-guest-speed.sh, which reads the outer QEMU's CPU
+# time at each: rounds per host CPU-second do not depend on the host's load.
+mark() { [ -z "${SPEED_MARKS:-}" ] || echo "@@mark $*@@"; }
 # sample LABEL SWITCH-MS: rounds per second over $secs seconds.
 sample() {
 	local r0 r1 t0 t1
 	r0=$(round) && t0=$(now_us) || die "stats failed: $(cat "$tmp/mon.err")"
+	mark begin "$1"
 	sleep "$secs"
 	r1=$(round) && t1=$(now_us) || die "stats failed: $(cat "$tmp/mon.err")"
+	mark end "$1" $((r1 - r0))
 	awk -v l="$1" -v r=$((r1 - r0)) -v t=$((t1 - t0)) -v s="$2" \
 		'BEGIN { printf "%-20s %10d %10.2f %12.2f %10s\n", l, r, t / 1e6, r / (t / 1e6), s }'
 	echo "$1 $(awk -v r=$((r1 - r0)) -v t=$((t1 - t0)) 'BEGIN { print r / (t / 1e6) }')" >>"$tmp/res"
@@ -70,7 +76,8 @@ switch() {
 	echo $(((t1 - t0) / 1000))
 }
 
-sample never-virtualized -
+# As many baseline samples as later ones per mode: the host's load drifts.
+for _ in $(seq 1 "$cycles"); do sample never-virtualized -; done
 for c in $(seq 1 "$cycles"); do
 	ms=$(switch virtualize) || exit 1; sample virtualized "$ms"
 	ms=$(switch scramble "$c") || exit 1; sample scrambled "$ms"
@@ -92,7 +99,7 @@ grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitc
 grep '^PASS' "$tmp/serial"
 
 echo
-echo "median rounds/s per mode over $secs s samples, relative to never-virtualized:"
+echo "median rounds/s per mode over $secs s samples (min-max), relative to never-virtualized:"
 awk '
 function med(list,   n, a, i, j, t) {
 	n = split(list, a, " ")
@@ -100,7 +107,10 @@ function med(list,   n, a, i, j, t) {
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 { if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } v[$1] = v[$1] " " $2 }
+function lo(list,   n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 < m + 0) m = a[i]; return m }
+function hi(list,   n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
 END { base = med(v["never-virtualized"])
 	for (i = 1; i <= k; i++) { m = med(v[order[i]])
-		printf "%-20s %12.2f %8.3f (%+.1f%%)\n", order[i], m, m / base, (m / base - 1) * 100 } }
+		printf "%-20s %10.2f (%.2f-%.2f) %8.3f (%+.1f%%)\n", order[i], m, lo(v[order[i]]),
+			hi(v[order[i]]), m / base, (m / base - 1) * 100 } }
 ' "$tmp/res"

@@ -50,9 +50,16 @@ if "$tail" --version 2>/dev/null | grep -q GNU; then gnu_tail=1; else gnu_tail=0
 # or $limit seconds passed.
 wait_line() {
 	if [ $gnu_tail = 1 ]; then
-		# grep alone is waited for; tail ends with PID (it is killed below).
-		timeout "$limit" grep -m1 -q 'Run /init' < <("$tail" -n +1 -F --pid="$2" "$1" 2>/dev/null)
-		return
+		# Through a FIFO (busybox guests have no /dev/fd for <(...)): grep
+		# alone is waited for, tail is stopped once it has answered.
+		local tpid rc
+		rm -f "$tmp/fifo" && mkfifo "$tmp/fifo" || return 1
+		"$tail" -n +1 -F --pid="$2" "$1" >"$tmp/fifo" 2>/dev/null &
+		tpid=$!
+		timeout "$limit" grep -m1 -q 'Run /init' <"$tmp/fifo"
+		rc=$?
+		kill $tpid 2>/dev/null
+		return $rc
 	fi
 	local end=$(($(now_us) + limit * 1000000))
 	while [ "$(now_us)" -lt $end ] && kill -0 "$2" 2>/dev/null; do
@@ -70,7 +77,6 @@ cpu_ms() {
 	echo $(((f[13] + f[14]) * 10))
 }
 
-printf "%-24s %10s %10s %12s %8s %8s\n" run wall-ms CPU-ms kernel-ts-s int3-fix fwait-fix
 row() { printf "%-24s %10s %10s %12s %8s %8s\n" "$@"; echo "$*" >>"$tmp/res"; }
 fail=0
 
@@ -102,9 +108,10 @@ boot() {
 }
 
 say "kernel $kernel, memory $mem, append '$append'"
+printf "%-24s %10s %10s %12s %8s %8s\n" run wall-ms CPU-ms kernel-ts-s int3-fix fwait-fix
 qemu=${QEMU:-$(command -v qemu-system-x86_64)}
-qmem=$(echo "$mem" | sed 's/[mM]$//')
-for i in $(seq 1 "$runs"); do
+qmem=${mem%[mM]}
+for _ in $(seq 1 "$runs"); do
 	boot vmswitch vmswitch "$vmswitch" --kernel "$kernel" --initrd "$tmp/initrd" --memory "$mem" \
 		--append "$append" --serial "file:$tmp/serial" --monitor "unix:$tmp/mon"
 	boot vmswitch-no-host-decomp vmswitch "$vmswitch" --no-host-decompress --kernel "$kernel" \

@@ -44,6 +44,7 @@ for mem in $mems; do
 			echo "startup: vmswitch $mem run $i did not PASS:"; tail -n 5 "$tmp/out" "$tmp/serial"
 			fail=1; continue
 		fi
+		# shellcheck disable=SC2086 # $first holds two columns
 		[ "$i" = 0 ] || row "vmswitch-$mem" $first "$t_wall" "$t_cpu"
 	done
 done

@@ -160,6 +160,7 @@ struct mem_stats {
 	uint64_t longest_stall_ns;            /* longest time one page/batch was protected */
 	uint64_t last_virtualize_ns, last_devirtualize_ns;
 	uint64_t passthrough_page_ops;        /* per-page work done while pass-through: stays 0 */
+	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);
 

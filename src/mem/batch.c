@@ -28,14 +28,7 @@
 #include <sys/mman.h>
 
 #include "mem_internal.h"
-struct dbg { uint64_t wait, copy, map, resume, batches, pages, runs; };
-extern struct dbg DBG;
-#include <stdio.h>
-void dbg_print(void);
-void dbg_print(void) { fprintf(stderr, "DBG batches %lu pages %lu runs %lu wait %.3f copy %.3f map %.3f resume %.3f s\n",
- DBG.batches, DBG.pages, DBG.runs, DBG.wait/1e9, DBG.copy/1e9, DBG.map/1e9, DBG.resume/1e9); memset(&DBG,0,sizeof DBG);}
 
-struct dbg DBG;
 int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,
 	       struct err *e)
 {
@@ -44,6 +37,7 @@ int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_
 	b->final = final;
 	b->nfinal = nfinal;
 	b->cap = BATCH_MAX_PAGES;
+	b->map_ns_per_page = BATCH_MAP_GUESS_NS;   /* until the first batch measures it */
 	b->pfn = malloc(b->cap * sizeof(*b->pfn));
 	if (!b->pfn)
 		return err_set(e, ENOMEM, "out of memory for a remap batch");
@@ -61,7 +55,6 @@ int batch_begin(struct batch *b, struct err *e)
 	struct mem *m = b->m;
 
 	b->n = 0;
-	b->t0 = now_ns();
 	if (m->ops.pause(m->ops.ctx) < 0)
 		return err_set(e, EIO, "pausing the vCPUs for a remap batch failed");
 	b->t_paused = now_ns();
@@ -77,7 +70,7 @@ bool batch_full(const struct batch *b)
 {
 	if (b->n + 2 > b->cap)
 		return true;
-	if ((b->n & 7) != 0 || b->n == 0)
+	if (b->n == 0)
 		return false;
 	uint64_t spent = now_ns() - b->t_paused;
 	return spent + b->n * b->map_ns_per_page > BATCH_BUDGET_NS;
@@ -128,7 +121,6 @@ static int map_run(struct batch *b, uint64_t first, uint64_t n, uint64_t mfn, st
 			       (unsigned long long)first, (unsigned long long)(first + n));
 	m->vma_est += 2;
 	b->runs++;
-	DBG.runs++;
 	if (!in_final(b, first, first + n))
 		return wp_register(m, first, first + n, e);
 	return 0;
@@ -142,17 +134,25 @@ int batch_end(struct batch *b, struct err *e)
 	size_t n = 0;
 
 	uint64_t tm = now_ns();
+
 	qsort(b->pfn, b->n, sizeof(*b->pfn), cmp_u64);
 	for (size_t i = 0; i < b->n; i++)   /* a page moved twice is mapped once */
 		if (n == 0 || b->pfn[n - 1] != b->pfn[i])
 			b->pfn[n++] = b->pfn[i];
-	for (size_t i = 0; i < n && rc == 0;) {
+	/* Every run is mapped even after a failure: P2M has moved on already, and
+	 * a window page left behind would show the guest a stale frame. */
+	for (size_t i = 0; i < n;) {
 		uint64_t first = b->pfn[i], mfn = p2m_get(m, first), k = 1;
+		struct err e2 = {0};
 		while (i + k < n && b->pfn[i + k] == first + k &&
 		       p2m_get(m, first + k) == mfn + k && window_addr(m, first + k) ==
 		       window_addr(m, first) + (k << PAGE_SHIFT))
 			k++;
-		rc = map_run(b, first, k, mfn, e);
+		if (map_run(b, first, k, mfn, rc < 0 ? &e2 : e) < 0) {
+			rc = -1;
+			if (e2.code)
+				log_warn("%s", e2.msg);
+		}
 		i += k;
 	}
 	uint64_t tr = now_ns();
@@ -162,13 +162,12 @@ int batch_end(struct batch *b, struct err *e)
 	note_stall(m, tr - b->t_paused);
 	if (b->n) {   /* running average of mapping cost, for batch_full */
 		uint64_t per = (tr - tm) / b->n;
-		b->map_ns_per_page = b->map_ns_per_page ? (3 * b->map_ns_per_page + per) / 4 : per;
+		b->map_ns_per_page = (3 * b->map_ns_per_page + per) / 4;
 	}
-	DBG.wait += b->t_paused - b->t0; DBG.copy += tm - b->t_paused; DBG.map += tr - tm;
-	DBG.resume += now_ns() - tr; DBG.batches++; DBG.pages += b->n;
 	for (size_t i = 0; i < n; i++)
 		notify(m, b->pfn[i]);
 	b->pages += b->n;
+	m->st.paused_batches++;
 	b->n = 0;
 	b->open = false;
 	return rc;

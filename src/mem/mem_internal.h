@@ -148,15 +148,16 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 /* batch.c: many moves under one vCPU pause (no write protection needed). */
 #define BATCH_MAX_PAGES 512
 #define BATCH_BUDGET_NS 700000ULL   /* aim: each pause shorter than 0.7 ms */
+#define BATCH_MAP_GUESS_NS 20000ULL /* mapping one page, before it is measured */
 struct batch {
 	struct mem *m;
 	const uint64_t (*final)[2];   /* ranges about to be one identity mapping */
 	size_t nfinal;
 	uint64_t *pfn;                /* PFNs moved in this batch */
 	size_t n, cap;
-	uint64_t t0, t_paused;
+	uint64_t t_paused;            /* when the pause was acknowledged */
 	bool open;                    /* paused, between begin and end */
-	uint64_t map_ns_per_page;     /* running average, 0 until measured */
+	uint64_t map_ns_per_page;     /* running average */
 	uint64_t pages, runs;         /* totals over every batch */
 };
 int batch_init(struct batch *b, struct mem *m, const uint64_t (*final)[2], size_t nfinal,

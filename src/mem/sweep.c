@@ -42,7 +42,7 @@ struct sweep {
 
 bool sweep_possible(const struct mem *m)
 {
-	return !getenv("NOSWEEP") && batch_wanted(m) && m->cow_reserve == 0 && m->nretired == 0;
+	return batch_wanted(m) && m->cow_reserve == 0 && m->nretired == 0;
 }
 
 /* Who holds each frame, for every virtualized PFN not on its own frame. */

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 
 #include "mem_internal.h"
 
@@ -291,14 +290,11 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		return -1;
 	}
 	atomic_store(&m->mode, MEM_DEVIRTUALIZING);
-	{ void dbg_print(void); dbg_print(); }
-	uint64_t tq = now_ns();
 	if (remap_devirtualize(m, (const uint64_t (*)[2])want, n, e) < 0) {
 		mode_update(m);
 		mem_unlock(m);
 		return -1;
 	}
-	{ void dbg_print(void); dbg_print(); fprintf(stderr, "DBG devirt total %.3f\n", (now_ns()-tq)/1e9); }
 	for (size_t i = 0; i < n; i++)
 		range_remove(m, want[i][0], want[i][1]);
 	if (m->nranges == 0) {

@@ -3,7 +3,7 @@
 # and exit status 0; a deliberately corrupting run must report FAIL, status 1.
 set -u
 . "$(dirname "$0")/kvm_common.sh"
-need_kvm 900 2048 2
+need_kvm 900 2048
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 fails=0 passes=0
 check() { # NAME WANT_STATUS PATTERN ARGS...

@@ -7,7 +7,7 @@
 # is the identity with one mapping per region after every devirtualize.
 set -u
 . "$(dirname "$0")/kvm_common.sh"
-need_kvm 1500 2048 2
+need_kvm 1500 2048
 # Under nested KVM on TCG every remapped page costs ~1 ms of emulated MMU
 # notifier work, so there the rounds are fewer and scrambles partial; on a
 # KVM host the full 200 rounds with whole-RAM scrambles run.

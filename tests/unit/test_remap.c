@@ -31,10 +31,15 @@
 #define PAIRS 16              /* shared pairs per round, from the cold pages */
 #define WORDS 512
 
+/* How the rig protects copies: uffd-wp forced, paused batches forced, or the
+ * default (paused batches while nothing is shared). In the last two the
+ * writers honour pauses. */
+enum protect { PROTECT_WP, PROTECT_PAUSE, PROTECT_DEFAULT };
+
 struct rig {
 	struct mem *m;
 	unsigned nwriters;
-	bool pause_mode;
+	bool pause_mode;          /* writers honour pauses (never share then) */
 	pthread_rwlock_t gate;    /* writers read-hold it per store; pause write-holds it */
 	atomic_bool stop;
 	atomic_uint_fast64_t cold_open;   /* cold pages [HOT, cold_open) are written too */
@@ -163,7 +168,8 @@ static void round_trip(struct rig *r, unsigned round)
 		atomic_store(&r->cold_open, cold + 2 * PAIRS);   /* writes now break sharing */
 	}
 	/* Evacuate a few frames: then devirtualize must refuse until unretired. */
-	uint64_t ev = a + 64 + 8 * round;
+	uint64_t ev = a + 64 + 4 * (round % 8);
+	ck_assert_uint_le(ev + 8, a + 100);   /* outside the piece below */
 	must(mem_evacuate(r->m, ev, ev + 8, &e), &e, "evacuate");
 	for (uint64_t f = ev; f < ev + 8; f++) {
 		size_t n = 1;
@@ -173,11 +179,22 @@ static void round_trip(struct rig *r, unsigned round)
 	}
 	ck_assert_int_eq(mem_devirtualize(r->m, 0, 0, &e), -1);
 	ck_assert_int_eq(e.code, EBUSY);
-	must(mem_unretire(r->m, ev, ev + 8, &e), &e, "unretire");
 	msleep(10);
-	/* A piece first (claim 13): pages elsewhere sitting on its frames move out. */
+	/* A piece first (claim 13), away from the retired frames (so through the
+	 * planner's moves): pages elsewhere sitting on its frames move out. */
 	must(mem_devirtualize(r->m, a + 100, a + 1100, &e), &e, "devirtualize a piece");
 	ck_assert_int_eq(mem_get_mode(r->m), MEM_PARTIAL);
+	must(mem_unretire(r->m, ev, ev + 8, &e), &e, "unretire");
+	/* Another piece with nothing retired (paused modes: the PFN-order sweep).
+	 * Pages it displaces stay virtualized and must still be protectable:
+	 * migrating them write-protects them. */
+	must(mem_devirtualize(r->m, a + 1200, a + 2200, &e), &e, "devirtualize a second piece");
+	for (uint64_t p = a + 1200; p < a + 2200; p++) {
+		uint64_t f;
+		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
+		ck_assert_uint_eq(f, p);
+	}
+	ck_assert_uint_gt(migrate_some(r, a + 2200, b, round + 7), 0);
 	for (uint64_t p = a + 100; p < a + 1100; p++) {
 		uint64_t f;
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
@@ -196,11 +213,12 @@ static void round_trip(struct rig *r, unsigned round)
 	ck_assert_uint_eq(info.monitor_bytes, 0);
 }
 
-static void stress(unsigned nwriters, bool pause_mode, unsigned rounds)
+static void stress(unsigned nwriters, enum protect how, unsigned rounds)
 {
+	bool pause_mode = how != PROTECT_WP;
 	struct mem_config cfg = { .ram_size = RAM, .spare_size = SPARE,
-				  .backmap = BACKMAP_LIST, .protect_by_pause = pause_mode,
-				  .protect_by_wp = !pause_mode };
+				  .backmap = BACKMAP_LIST, .protect_by_pause = how == PROTECT_PAUSE,
+				  .protect_by_wp = how == PROTECT_WP };
 	struct rig r = { .nwriters = nwriters, .pause_mode = pause_mode };
 	struct mem_ops ops = { .ctx = &r, .pause = pause_writers, .resume = resume_writers };
 	struct writer w[4];
@@ -227,20 +245,27 @@ static void stress(unsigned nwriters, bool pause_mode, unsigned rounds)
 	struct mem_stats st;
 	mem_get_stats(r.m, &st);
 	uint64_t bad = verify(&r);
+	static const char *names[] = { "uffd-wp", "paused batches", "default (paused)" };
 	printf("%u writer(s), %s: %llu writes, %llu lost on the way, %llu direct, %llu indirect, "
-	       "%llu cow breaks, longest stall %.1f us, %llu bad words\n", nwriters,
-	       pause_mode ? "paused batches" : "uffd-wp", (unsigned long long)r.writes,
+	       "%llu cow breaks, %llu pauses, longest stall %.1f us, %llu bad words\n", nwriters,
+	       names[how], (unsigned long long)r.writes,
 	       (unsigned long long)r.lost,
 	       (unsigned long long)st.direct, (unsigned long long)st.indirect,
-	       (unsigned long long)st.cow_breaks, st.longest_stall_ns / 1e3,
+	       (unsigned long long)st.cow_breaks, (unsigned long long)st.paused_batches,
+	       st.longest_stall_ns / 1e3,
 	       (unsigned long long)bad);
 	ck_assert_uint_eq(bad, 0);
 	ck_assert_uint_eq(r.lost, 0);
 	ck_assert_uint_gt(r.writes, 1000);
 	ck_assert_uint_gt(st.indirect, 0);
-	ck_assert_uint_eq(st.devirtualizations, 2 * rounds);   /* a piece, then the rest */
+	ck_assert_uint_eq(st.devirtualizations, 3 * rounds);   /* two pieces, then the rest */
 	if (!pause_mode)
 		ck_assert_uint_gt(st.cow_breaks, 0);
+	/* Each mode really took its path: pauses, or none at all. */
+	if (pause_mode)
+		ck_assert_uint_gt(st.paused_batches, 2 * rounds);
+	else
+		ck_assert_uint_eq(st.paused_batches, 0);
 	/* The check itself can fail: one wrong word is seen. */
 	((uint64_t *)mem_gpa_hva(r.m, 5 << PAGE_SHIFT))[3] ^= 1;
 	ck_assert_uint_eq(verify(&r), 1);
@@ -312,11 +337,14 @@ START_TEST(unprotected_copy_loses_writes)
 }
 END_TEST
 
-START_TEST(one_writer_uffd) { stress(1, false, 6); }
+START_TEST(one_writer_uffd) { stress(1, PROTECT_WP, 6); }
 END_TEST
-START_TEST(two_writers_uffd) { stress(2, false, 6); }
+START_TEST(two_writers_uffd) { stress(2, PROTECT_WP, 6); }
 END_TEST
-START_TEST(two_writers_paused) { stress(2, true, 4); }
+START_TEST(two_writers_paused) { stress(2, PROTECT_PAUSE, 4); }
+END_TEST
+/* The default: devirtualize sweeps in PFN order in paused batches. */
+START_TEST(two_writers_default_batches) { stress(2, PROTECT_DEFAULT, 4); }
 END_TEST
 
 static Suite *remap_suite(void)
@@ -327,6 +355,7 @@ static Suite *remap_suite(void)
 	tcase_add_test(tc, one_writer_uffd);
 	tcase_add_test(tc, two_writers_uffd);
 	tcase_add_test(tc, two_writers_paused);
+	tcase_add_test(tc, two_writers_default_batches);
 	tcase_add_test(tc, unprotected_copy_loses_writes);
 	suite_add_tcase(s, tc);
 	return s;
