@@ -28,7 +28,7 @@
  * order: to be filled on a read, to be consumed on a write. An access that
  * starts inside a range is given to it even if it runs past the range's end.
  * Return 0 when handled, -1 when this offset is not implemented: the bus then
- * treats the access as unhandled (counted, logged once, reads all-ones).
+ * treats the access as unhandled (counted for `stats`, logged once with --verbose, reads all-ones).
  * Called from vCPU threads, possibly several at once. */
 typedef int io_handler_fn(void *ctx, uint64_t offset, uint8_t *data, unsigned size,
 			  bool is_write);

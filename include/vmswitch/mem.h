@@ -76,8 +76,8 @@ struct mem_config {
 	enum backmap_kind backmap;
 	enum hugepages_mode hugepages;
 	/* How devirtualize and scramble protect the pages they copy. By default
-	 * (both false) they pause all vCPUs for each batch of moves (ops.pause,
-	 * each pause kept under a millisecond) while no page is shared, and use
+	 * (both false) they pause all vCPUs for each batch of moves (ops.pause;
+	 * each batch sized to keep its pause under a millisecond) while no page is shared, and use
 	 * userfaultfd write protection otherwise. protect_by_pause: paused
 	 * batches even with shared pages; protect_by_wp: always per-page uffd
 	 * write protection, never pause. migrate, share, copy-on-write and

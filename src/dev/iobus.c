@@ -221,11 +221,11 @@ static void unhandled(struct io_map *m, enum io_space space, uint64_t addr, uint
 		log_full = m->seen_full = true;
 	pthread_mutex_unlock(&m->lock);
 	if (log_it)
-		log_warn("unhandled %s %s at %#" PRIx64 " (size %u); %s", space_name[space],
+		log_debug("unhandled %s %s at %#" PRIx64 " (size %u); %s", space_name[space],
 			 is_write ? "write" : "read", addr, size,
 			 is_write ? "ignored" : "reads all-ones");
 	else if (log_full)
-		log_warn("more than %d unhandled %s addresses: no longer logging new ones",
+		log_debug("more than %d unhandled %s addresses: no longer logging new ones",
 			 UNHANDLED_LOG_MAX, space_name[space]);
 }
 

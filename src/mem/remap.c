@@ -7,7 +7,11 @@
  * update P2M and the back map, then wake the writer, which retries its fault
  * on the new mapping. Copying without protection loses writes made between
  * the copy and the mmap; with it the writer just waits. The caller holds the
- * lock, so the P2M cannot change under a move (claims 21-22). */
+ * lock, so the P2M cannot change under a move (claims 21-22).
+ *
+ * Devirtualize and scramble by default move pages in paused batches instead
+ * (batch.c, sweep.c): no protection is needed while every vCPU is parked,
+ * and the window is remapped once per batch, in runs. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif

@@ -342,6 +342,8 @@ END_TEST
 
 int main(void)
 {
+	/* Unhandled accesses are logged (once each) only with --verbose. */
+	log_verbose = true;
 	Suite *s = suite_create("iobus");
 	TCase *tc = tcase_create("bus");
 	tcase_add_test(tc, overlap_rejected);

@@ -119,11 +119,12 @@ static void msleep(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Migrate some PFNs of [a, b) to whatever spare frames are free. */
-static unsigned migrate_some(struct rig *r, uint64_t a, uint64_t b, uint64_t seed)
+/* Migrate some PFNs of [a, b) to whatever frames of [lo, hi) are free. */
+static unsigned migrate_into(struct rig *r, uint64_t a, uint64_t b, uint64_t seed,
+			     uint64_t lo, uint64_t hi)
 {
 	unsigned done = 0;
-	for (uint64_t f = PAGES; f < PAGES + SPARE / PAGE_SIZE && done < 20; f += 7) {
+	for (uint64_t f = lo; f < hi && done < 20; f += 7) {
 		struct err e = {0};
 		uint64_t pfn = a + (seed * 131 + f) % (b - a);
 		if (mem_migrate(r->m, pfn, f, &e) == 0)
@@ -132,6 +133,12 @@ static unsigned migrate_some(struct rig *r, uint64_t a, uint64_t b, uint64_t see
 			ck_assert_msg(e.code == EBUSY, "migrate: %s", e.msg);
 	}
 	return done;
+}
+
+/* ... to spare frames. */
+static unsigned migrate_some(struct rig *r, uint64_t a, uint64_t b, uint64_t seed)
+{
+	return migrate_into(r, a, b, seed, PAGES, PAGES + SPARE / PAGE_SIZE);
 }
 
 static void round_trip(struct rig *r, unsigned round)
@@ -194,7 +201,7 @@ static void round_trip(struct rig *r, unsigned round)
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
 		ck_assert_uint_eq(f, p);
 	}
-	ck_assert_uint_gt(migrate_some(r, a + 2200, b, round + 7), 0);
+	ck_assert_uint_gt(migrate_into(r, a + 2200, b, round + 7, 0, PAGES + SPARE / PAGE_SIZE), 0);
 	for (uint64_t p = a + 100; p < a + 1100; p++) {
 		uint64_t f;
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
