@@ -45,7 +45,9 @@ static void usage(FILE *out)
 		"      --spare SIZE         extra machine memory for migrate/evacuate (default 64M)\n"
 		"      --backmap KIND       list | refcount | search (default list)\n"
 		"      --hugepages MODE     auto | off | required (default auto)\n"
-		"      --protect HOW        uffd | pause: how pages are protected while copied\n"
+		"      --protect HOW        auto | uffd | pause: how pages are protected while\n"
+		"                           copied (auto: paused batches for bulk remaps,\n"
+		"                           userfaultfd write protection for single pages)\n"
 		"      --pvm-compat MODE    auto | off: work around kvm_pvm's emulator (default auto)\n"
 		"      --no-host-decompress boot a bzImage through its own decompressor\n"
 		"      --monitor WHERE      unix:PATH (repeatable) or stdio\n"
@@ -96,7 +98,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	};
 	static const char *const backmaps[] = {"list", "refcount", "search"};
 	static const char *const huge[] = {"off", "auto", "required"};
-	static const char *const protect[] = {"uffd", "pause"};
+	static const char *const protect[] = {"auto", "uffd", "pause"};
 	static const char *const pvm[] = {"auto", "off"};
 	struct err e = {0};
 	uint64_t n;
@@ -136,9 +138,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->vm.hugepages = (enum hugepages_mode)choice;
 			break;
 		case O_PROTECT:
-			if (parse_choice("--protect", optarg, protect, 2, &choice) < 0)
+			if (parse_choice("--protect", optarg, protect, 3, &choice) < 0)
 				return -1;
-			o->vm.protect_by_pause = choice == 1;
+			o->vm.protect_by_wp = choice == 1;
+			o->vm.protect_by_pause = choice == 2;
 			break;
 		case O_PVM:
 			if (parse_choice("--pvm-compat", optarg, pvm, 2, &choice) < 0)

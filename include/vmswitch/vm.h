@@ -26,7 +26,7 @@ struct vm_config {
 	unsigned ncpus;
 	enum backmap_kind backmap;
 	enum hugepages_mode hugepages;
-	bool protect_by_pause;
+	bool protect_by_pause, protect_by_wp;   /* both false: mem chooses */
 	enum pvm_compat pvm_compat;
 	/* Where the guest's UART output goes (the console, a file, stdout). */
 	void (*serial_out)(void *ctx, const uint8_t *buf, size_t len);

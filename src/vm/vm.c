@@ -157,7 +157,7 @@ int vm_create(const struct vm_config *cfg, struct kvm_host *host, const struct b
 	struct mem_config mc = {
 		.ram_size = cfg->ram_size, .spare_size = cfg->spare_size,
 		.backmap = cfg->backmap, .hugepages = cfg->hugepages,
-		.protect_by_pause = cfg->protect_by_pause,
+		.protect_by_pause = cfg->protect_by_pause, .protect_by_wp = cfg->protect_by_wp,
 	};
 	struct mem_ops ops = {.set_slot = vm_set_slot, .pause = mem_pause, .resume = mem_resume};
 
