@@ -100,6 +100,11 @@ void mem_destroy(struct mem *m);
 
 const struct mem_layout *mem_get_layout(const struct mem *m);
 void mem_set_listener(struct mem *m, mem_p2m_listener fn, void *ctx);
+/* Progress of long operations: called (with the remap lock held; must not
+ * call into mem) at most every 200 ms with the pages moved so far since
+ * mem_set_progress. fn == NULL turns it off. */
+typedef void (*mem_progress_fn)(void *ctx, uint64_t pages_moved);
+void mem_set_progress(struct mem *m, mem_progress_fn fn, void *ctx);
 
 /* Mode switches. [first, end) are PFN ranges; end == 0 means "all RAM". */
 int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e);

@@ -48,6 +48,11 @@ struct monitor;
 int monitor_create(const struct monitor_target *t, struct monitor **out, struct err *e);
 void monitor_destroy(struct monitor *mon);
 int monitor_exec(struct monitor *mon, const char *line, FILE *out, struct err *e);
+/* The same, reporting the pages moved so far to `progress` while a long
+ * memory operation runs (the interactive console shows it live). */
+int monitor_exec_progress(struct monitor *mon, const char *line, FILE *out,
+			  void (*progress)(void *ctx, uint64_t pages_moved), void *ctx,
+			  struct err *e);
 /* Same for a line of `len` bytes that may hold anything (from a socket): a
  * NUL or other control byte makes it an unknown command, never a shorter one. */
 int monitor_exec_buf(struct monitor *mon, const char *line, size_t len, FILE *out,

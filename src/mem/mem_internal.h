@@ -66,6 +66,9 @@ struct mem {
 	pthread_t fault_thr;
 	bool fault_thr_running;
 
+	mem_progress_fn progress;
+	void *progress_ctx;
+	uint64_t progress_done, progress_last_ns;
 	mem_p2m_listener listener;
 	void *listener_ctx;
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "mem_internal.h"
+#include "vmswitch/util.h"
 #include "plan.h"
 
 void note_stall(struct mem *m, uint64_t ns)
@@ -30,10 +31,21 @@ void note_stall(struct mem *m, uint64_t ns)
 		m->st.longest_stall_ns = ns;
 }
 
+#define PROGRESS_EVERY_NS 200000000ULL
+
 void notify(struct mem *m, uint64_t pfn)
 {
 	if (m->listener)
 		m->listener(m->listener_ctx, pfn);
+	/* Every moved page passes here: count it for the progress report. */
+	if (m->progress && pfn != UINT64_MAX) {
+		uint64_t now = now_ns();
+		m->progress_done++;
+		if (now - m->progress_last_ns >= PROGRESS_EVERY_NS) {
+			m->progress_last_ns = now;
+			m->progress(m->progress_ctx, m->progress_done);
+		}
+	}
 }
 
 void frame_released(struct mem *m, uint64_t from)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mem_internal.h"
+#include "vmswitch/util.h"
 
 const char *mem_mode_name(enum mem_mode mode)
 {
@@ -108,6 +109,16 @@ void mem_set_listener(struct mem *m, mem_p2m_listener fn, void *ctx)
 	mem_lock(m);
 	m->listener = fn;
 	m->listener_ctx = ctx;
+	mem_unlock(m);
+}
+
+void mem_set_progress(struct mem *m, mem_progress_fn fn, void *ctx)
+{
+	mem_lock(m);
+	m->progress = fn;
+	m->progress_ctx = ctx;
+	m->progress_done = 0;
+	m->progress_last_ns = now_ns();
 	mem_unlock(m);
 }
 

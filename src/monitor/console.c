@@ -3,7 +3,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -33,6 +35,7 @@ struct console {
 	struct lineedit le;         /* console thread only */
 	pthread_mutex_t lock;       /* the terminal's output, monitor_active, held */
 	bool monitor_active;
+	bool progress_shown;        /* a progress line is on the screen */
 	uint8_t *held;
 	size_t held_len;
 };
@@ -127,6 +130,19 @@ static void say(struct console *con, const char *s)
 	pthread_mutex_unlock(&con->lock);
 }
 
+/* Long memory operations report here while they run: one line, rewritten. */
+static void show_progress(void *ctx, uint64_t pages_moved)
+{
+	struct console *con = ctx;
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "\r... %" PRIu64 " pages moved\x1b[K", pages_moved);
+	pthread_mutex_lock(&con->lock);
+	tty_puts_locked(con, msg);
+	con->progress_shown = true;
+	pthread_mutex_unlock(&con->lock);
+}
+
 static void run_command(struct console *con, const char *line)
 {
 	struct err e = {0};
@@ -139,10 +155,13 @@ static void run_command(struct console *con, const char *line)
 		err_sys(&e, "capturing command output");
 		rc = -1;
 	} else {
-		rc = monitor_exec(con->mon, line, f, &e);
+		rc = monitor_exec_progress(con->mon, line, f, show_progress, con, &e);
 		fclose(f);
 	}
 	pthread_mutex_lock(&con->lock);
+	if (con->progress_shown)
+		tty_puts_locked(con, "\r\x1b[K");
+	con->progress_shown = false;
 	tty_write_locked(con, buf, size);
 	if (rc < 0) {
 		tty_puts_locked(con, "error: ");

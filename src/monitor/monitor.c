@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "monitor_int.h"
+#include "vmswitch/mem.h"
 
 static const struct mon_cmd *const mon_tables[] = {
 	mon_cmds_info, mon_cmds_mem, mon_cmds_mmu, mon_cmds_vm,
@@ -177,4 +178,18 @@ int monitor_exec_buf(struct monitor *mon, const char *line, size_t len, FILE *ou
 int monitor_exec(struct monitor *mon, const char *line, FILE *out, struct err *e)
 {
 	return monitor_exec_buf(mon, line, strlen(line), out, e);
+}
+
+int monitor_exec_progress(struct monitor *mon, const char *line, FILE *out,
+			  void (*progress)(void *ctx, uint64_t pages_moved), void *ctx,
+			  struct err *e)
+{
+	int rc;
+
+	if (!mon->t.mem)
+		return monitor_exec(mon, line, out, e);
+	mem_set_progress(mon->t.mem, progress, ctx);
+	rc = monitor_exec(mon, line, out, e);
+	mem_set_progress(mon->t.mem, NULL, NULL);
+	return rc;
 }

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include <check.h>
+#include <time.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -369,6 +370,38 @@ START_TEST(hugepages_modes)
 }
 END_TEST
 
+static void count_progress(void *ctx, uint64_t moved)
+{
+	uint64_t *seen = ctx;
+	seen[0]++;
+	seen[1] = moved;
+}
+
+/* Long operations report pages moved, at most every 200 ms, and only
+ * between mem_set_progress calls. */
+START_TEST(progress_reports)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
+	struct err e = {0};
+	uint64_t seen[2] = {0, 0};
+	struct timespec wait = {0, 250000000};
+
+	virtualize_or_skip(m, 0, 0);
+	mem_set_progress(m, count_progress, seen);
+	ck_assert_int_eq(mem_migrate(m, 3, PAGES, &e), 0);
+	ck_assert_uint_eq(seen[0], 0);              /* too soon to report */
+	nanosleep(&wait, NULL);
+	ck_assert_int_eq(mem_migrate(m, 4, PAGES + 1, &e), 0);
+	ck_assert_uint_eq(seen[0], 1);
+	ck_assert_uint_eq(seen[1], 2);              /* both moves counted */
+	mem_set_progress(m, NULL, NULL);
+	nanosleep(&wait, NULL);
+	ck_assert_int_eq(mem_migrate(m, 5, PAGES + 2, &e), 0);
+	ck_assert_uint_eq(seen[0], 1);              /* off again */
+	mem_destroy(m);
+}
+END_TEST
+
 START_TEST(bad_config)
 {
 	struct mem_config cfg = { .ram_size = 0 };
@@ -398,6 +431,7 @@ static Suite *mem_suite(void)
 	tcase_add_test(tc, partial_ranges);
 	tcase_add_test(tc, hugepages_modes);
 	tcase_add_test(tc, bad_config);
+	tcase_add_test(tc, progress_reports);
 	suite_add_tcase(s, tc);
 	return s;
 }
