@@ -2,6 +2,7 @@
  * forever, and the test hooks stop=N fault=N. Numbers are decimal or
  * 0x-prefixed hex. */
 #include "guest.h"
+#include "vmswitch/numparse.h"
 
 void params_default(struct params *p)
 {
@@ -9,32 +10,6 @@ void params_default(struct params *p)
 			      .report = 10, .cpus = 1 };
 }
 
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-	unsigned base = 10;
-	uint64_t v = 0;
-
-	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		base = 16;
-		s += 2;
-		n -= 2;
-	}
-	if (n == 0)
-		return -1;
-	for (; n; n--, s++) {
-		unsigned d;
-
-		if (*s >= '0' && *s <= '9')
-			d = (unsigned)(*s - '0');
-		else if (base == 16 && (*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
-			d = (unsigned)((*s | 0x20) - 'a' + 10);
-		else
-			return -1;
-		v = v * base + d;
-	}
-	*out = v;
-	return 0;
-}
 
 /* "key=value" with a numeric value: 1 taken, 0 not this key, -1 bad number. */
 static int take(const char *w, size_t n, const char *key, uint64_t *out)
@@ -43,7 +18,7 @@ static int take(const char *w, size_t n, const char *key, uint64_t *out)
 
 	if (n <= k || strncmp(w, key, k) != 0 || w[k] != '=')
 		return 0;
-	return parse_u64(w + k + 1, n - k - 1, out) == 0 ? 1 : -1;
+	return num_parse(w + k + 1, n - k - 1, out) == 0 ? 1 : -1;
 }
 
 static int parse_word(struct params *p, const char *w, size_t n)

@@ -40,6 +40,10 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Make room for `need` bytes in a growable buffer (*buf with capacity *cap),
+ * doubling from `min_cap`. Returns false (buffer unchanged) when out of memory. */
+bool buf_reserve(char **buf, size_t *cap, size_t need, size_t min_cap);
+
 /* read()/write() whole buffers, retrying on EINTR and short transfers. */
 int read_full(int fd, void *buf, size_t len);
 int write_full(int fd, const void *buf, size_t len);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lineedit.h"
+#include "vmswitch/util.h"
 
 #define CTRL(c) ((c) & 0x1f)
 
@@ -30,17 +31,8 @@ static void emit(struct lineedit *le, const char *s, size_t n)
 {
 	if (!le->echo)
 		return;
-	if (le->outlen + n > le->outcap) {
-		size_t cap = le->outcap ? le->outcap : 256;
-		char *p;
-		while (cap < le->outlen + n)
-			cap *= 2;
-		p = realloc(le->out, cap);
-		if (!p)
-			return;  /* echo is cosmetic: losing it must not lose the line */
-		le->out = p;
-		le->outcap = cap;
-	}
+	if (!buf_reserve(&le->out, &le->outcap, le->outlen + n, 256))
+		return;  /* echo is cosmetic: losing it must not lose the line */
 	memcpy(le->out + le->outlen, s, n);
 	le->outlen += n;
 }

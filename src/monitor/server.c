@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "monitor_int.h"
+#include "vmswitch/util.h"
 
 #define MAX_LISTENERS 16
 #define MAX_CLIENTS 64
@@ -65,19 +66,7 @@ struct mon_server {
 
 static bool out_reserve(struct mon_client *c, size_t more)
 {
-	size_t need = c->outlen + more, cap = c->outcap ? c->outcap : 4096;
-	char *p;
-
-	if (need <= c->outcap)
-		return true;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(c->out, cap);
-	if (!p)
-		return false;
-	c->out = p;
-	c->outcap = cap;
-	return true;
+	return buf_reserve(&c->out, &c->outcap, c->outlen + more, 4096);
 }
 
 static void out_put(struct mon_client *c, const char *s, size_t n)
@@ -176,17 +165,8 @@ static void run_line(struct mon_server *s, struct mon_client *c, const char *lin
 
 static bool in_append(struct mon_client *c, const char *p, size_t n)
 {
-	if (c->inlen + n > c->incap) {
-		size_t cap = c->incap ? c->incap : 256;
-		char *q;
-		while (cap < c->inlen + n)
-			cap *= 2;
-		q = realloc(c->in, cap);
-		if (!q)
-			return false;
-		c->in = q;
-		c->incap = cap;
-	}
+	if (!buf_reserve(&c->in, &c->incap, c->inlen + n, 256))
+		return false;
 	memcpy(c->in + c->inlen, p, n);
 	c->inlen += n;
 	return true;

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,6 +59,26 @@ uint64_t cpu_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+bool buf_reserve(char **buf, size_t *cap, size_t need, size_t min_cap)
+{
+	size_t c = *cap ? *cap : min_cap;
+	char *p;
+
+	if (need <= *cap)
+		return true;
+	while (c < need) {
+		if (c > SIZE_MAX / 2)
+			return false;  /* doubling would wrap around */
+		c *= 2;
+	}
+	p = realloc(*buf, c);
+	if (!p)
+		return false;
+	*buf = p;
+	*cap = c;
+	return true;
 }
 
 int read_full(int fd, void *buf, size_t len)

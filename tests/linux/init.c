@@ -17,6 +17,7 @@
 
 #include "vmswitch/pattern.h"
 #include "status.h"
+#include "vmswitch/numparse.h"
 
 #define barrier() __asm__ volatile("" ::: "memory")
 
@@ -45,27 +46,15 @@ static int prefix(const char *s, const char *p, const char **rest)
 	return 1;
 }
 
-/* Decimal or 0x-hex; returns `def` for anything malformed. */
+/* Decimal or 0x-hex up to the next blank; returns `def` for anything malformed. */
 static uint64_t number(const char *s, uint64_t def)
 {
-	uint64_t v = 0, base = 10;
+	size_t n = 0;
+	uint64_t v;
 
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		base = 16, s += 2;
-	if (!*s)
-		return def;
-	for (; *s; s++) {
-		unsigned d;
-
-		if (*s >= '0' && *s <= '9')
-			d = (unsigned)(*s - '0');
-		else if (base == 16 && (*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
-			d = (unsigned)((*s | 0x20) - 'a' + 10);
-		else
-			return def;
-		v = v * base + d;
-	}
-	return v;
+	while (s[n] && s[n] != ' ')
+		n++;
+	return num_parse(s, n, &v) == 0 ? v : def;
 }
 
 struct lw_config {

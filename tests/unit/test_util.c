@@ -1,6 +1,7 @@
 /* Unit tests: size and number parsing, error formatting. */
 #include <check.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vmswitch/util.h"
@@ -59,6 +60,22 @@ START_TEST(err_messages)
 }
 END_TEST
 
+START_TEST(buffer_growth)
+{
+	char *b = NULL;
+	size_t cap = 0;
+	ck_assert(buf_reserve(&b, &cap, 10, 16));
+	ck_assert_uint_eq(cap, 16);
+	ck_assert(buf_reserve(&b, &cap, 16, 16));
+	ck_assert_uint_eq(cap, 16);              /* already enough: unchanged */
+	ck_assert(buf_reserve(&b, &cap, 100, 16));
+	ck_assert_uint_eq(cap, 128);             /* doubled until it fits */
+	ck_assert(!buf_reserve(&b, &cap, SIZE_MAX / 2 + 2, 16)); /* cannot double further */
+	ck_assert_uint_eq(cap, 128);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("util");
@@ -67,6 +84,7 @@ int main(void)
 	tcase_add_test(tc, sizes_rejected);
 	tcase_add_test(tc, u64_strict);
 	tcase_add_test(tc, err_messages);
+	tcase_add_test(tc, buffer_growth);
 	suite_add_tcase(s, tc);
 	return check_run(s, false);
 }
