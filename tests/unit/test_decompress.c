@@ -19,6 +19,7 @@
 #include "vmswitch/util.h"
 
 #include "check_run.h"
+#include "flat_ram.h"
 
 #define SETUP_SECTS 4
 #define SETUP_SIZE  ((SETUP_SECTS + 1) * 512)
@@ -301,17 +302,6 @@ START_TEST(truncated_stream)
 }
 END_TEST
 
-struct ram {
-	struct mem_layout l;
-	uint8_t *buf;
-};
-
-static void *ram_hva(void *ctx, uint64_t gpa)
-{
-	struct ram *r = ctx;
-
-	return gpa < r->l.r[0].size ? r->buf + gpa : NULL;
-}
 
 /* Placement enters the ELF with boot_params in rsi, loads the segments at
  * p_paddr, zeroes the bss, and keeps the initrd clear of the kernel. */

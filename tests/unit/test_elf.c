@@ -9,6 +9,7 @@
 #include "vmswitch/util.h"
 
 #include "check_run.h"
+#include "flat_ram.h"
 
 #define KVIRT      0xffffffff81000000ULL /* __START_KERNEL */
 #define KPHYS      0x1000000ULL          /* 16 MiB, Debian's LOAD_PHYSICAL_ADDR */
@@ -55,17 +56,6 @@ static uint8_t *make_elf(Elf64_Ehdr **eh, Elf64_Phdr **ph)
 	return b;
 }
 
-struct ram {
-	struct mem_layout l;
-	uint8_t *buf;
-};
-
-static void *ram_hva(void *ctx, uint64_t gpa)
-{
-	struct ram *r = ctx;
-
-	return gpa < r->l.r[0].size ? r->buf + gpa : NULL;
-}
 
 static void expect_parse_error(const uint8_t *b, size_t len, const char *needle)
 {
