@@ -15,12 +15,8 @@ kernel=${LINUX_KERNEL:-$(bash "$top/tests/linux/fetch-kernel.sh" generic "$top/t
 busybox=${BUSYBOX:-${NESTED_WORK:-$top/tests/nested/work}/busybox/bin/busybox}
 files=(--file "$top/vmswitch" --file "$top/bench/linux-boot.sh" --file "$kernel"
 	--file "$busybox" --file /bin/bash --file /usr/bin/tail)
-qemu=$(command -v qemu-system-x86_64) && {
-	files+=(--file "$qemu")
-	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
-		[ -d "$d" ] && files+=(--file "$d")
-	done
-}
+. "$top/bench/nested-common.sh"
+qemu_files
 exec bash "$run" --timeout "${NESTED_TIMEOUT:-900}" --mem 2048 "${files[@]}" -- \
 	env LINUX_KERNEL="$kernel" BUSYBOX="$busybox" TAIL=/usr/bin/tail \
 	BOOT_MEMORY="${BOOT_MEMORY:-256M}" bash -c \

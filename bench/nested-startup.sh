@@ -11,12 +11,8 @@ run=$top/tests/nested/run.sh
 runs=${1:-5}
 files=(--file "$top/vmswitch" --file "$top/guest/vmswitch-guest" --file "$top/bench/startup.sh"
 	--file /bin/bash)
-qemu=$(command -v qemu-system-x86_64) && {
-	files+=(--file "$qemu")
-	for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
-		[ -d "$d" ] && files+=(--file "$d")
-	done
-}
+. "$top/bench/nested-common.sh"
+qemu_files
 # 4 GiB guests are sparse, but vmswitch refuses more RAM than the host has.
 # THP for shmem as vmswitch recommends (-v says so otherwise); guest-only.
 exec bash "$run" --timeout "${NESTED_TIMEOUT:-600}" --mem 4608 "${files[@]}" -- \

@@ -66,10 +66,7 @@ startup_32:
 
 	.balign 8
 boot_gdt:
-	.quad 0
-	.quad 0x00cf9b000000ffff            /* 0x08: 32-bit code */
-	.quad 0x00af9b000000ffff            /* 0x10: 64-bit code */
-	.quad 0x00cf93000000ffff            /* 0x18: data */
+	BOOT_GDT_QUADS
 boot_gdt_end:
 boot_gdtr:
 	.word boot_gdt_end - boot_gdt - 1

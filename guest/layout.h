@@ -27,6 +27,14 @@
 #define SEL_TSS        0x30
 #define GDT_ENTRIES    8
 
+/* The flat GDT both the BSP's and the APs' mode switches use (assembly
+ * only): null, 0x08 32-bit code, 0x10 64-bit code, 0x18 data. */
+#define BOOT_GDT_QUADS \
+	.quad 0; \
+	.quad 0x00cf9b000000ffff; \
+	.quad 0x00af9b000000ffff; \
+	.quad 0x00cf93000000ffff
+
 #define GUEST_EXIT_PASS      0
 #define GUEST_EXIT_MISMATCH  1
 #define GUEST_EXIT_EXCEPTION 2

@@ -50,10 +50,7 @@ tr_64:
 
 	.balign 8
 tr_gdt:
-	.quad 0
-	.quad 0x00cf9b000000ffff            /* 0x08: 32-bit code */
-	.quad 0x00af9b000000ffff            /* 0x10: 64-bit code */
-	.quad 0x00cf93000000ffff            /* 0x18: data */
+	BOOT_GDT_QUADS
 tr_gdt_end:
 tr_gdtr:
 	.word tr_gdt_end - tr_gdt - 1

@@ -232,6 +232,13 @@ static void apply_and_check(struct model *md, const struct result *r)
 			  md->want[0][1] - md->want[0][0]);
 }
 
+/* What each page must read after devirtualize: what it reads now. */
+static void expect_current(struct model *md, uint64_t pages)
+{
+	for (uint64_t p = 0; p < pages; p++)
+		md->expect[p] = md->content[md->p2m[p]];
+}
+
 START_TEST(random_full_permutations)
 {
 	rng = 0x1234 + (uint64_t)_i;
@@ -243,8 +250,7 @@ START_TEST(random_full_permutations)
 		/* One pure permutation: count its cycles independently. */
 		scramble(&md, 2 + (unsigned)rnd(60));
 		scramble(&md, 2 + (unsigned)rnd(60));
-		for (uint64_t p = 0; p < md.n; p++)
-			md.expect[p] = md.content[md.p2m[p]];
+		expect_current(&md, md.n);
 		uint64_t cycles = 0;
 		bool seen[MAXF] = {0};
 		for (uint64_t p = 0; p < md.n; p++) {
@@ -317,8 +323,7 @@ START_TEST(swap_needs_one_temp)
 	md.want[0][1] = 8;
 	md.p2m[2] = 5;
 	md.p2m[5] = 2;
-	for (uint64_t p = 0; p < 8; p++)
-		md.expect[p] = md.content[md.p2m[p]];
+	expect_current(&md, 8);
 	struct result r = run(&md, false);
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_uint_eq(r.pl.n, 3);
@@ -341,8 +346,7 @@ START_TEST(chain_is_direct)
 	assign(&md, 1, 8);
 	assign(&md, 2, 1);
 	assign(&md, 3, 2);
-	for (uint64_t p = 0; p < 8; p++)
-		md.expect[p] = md.content[md.p2m[p]];
+	expect_current(&md, 8);
 	struct result r = run(&md, false);
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_uint_eq(r.pl.cycles, 0);
@@ -389,8 +393,7 @@ START_TEST(shared_frame_split)
 	md.want[0][1] = 8;
 	assign(&md, 4, 2);   /* 4 shares 2's frame; frame 4 is free */
 	assign(&md, 6, 2);   /* and 6 too */
-	for (uint64_t p = 0; p < 8; p++)
-		md.expect[p] = md.content[md.p2m[p]];
+	expect_current(&md, 8);
 	struct result r = run(&md, false);
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_uint_eq(r.pl.n, 2);   /* each extra sharer gets its own copy */
@@ -408,8 +411,7 @@ START_TEST(partial_evicts_outsiders)
 	md.want[0][1] = 8;
 	md.p2m[3] = 12;   /* 3 (in range) and 12 (outside) swapped */
 	md.p2m[12] = 3;
-	for (uint64_t p = 0; p < 16; p++)
-		md.expect[p] = md.content[md.p2m[p]];
+	expect_current(&md, 16);
 	struct result r = run(&md, false);
 	ck_assert_int_eq(r.rc, 0);
 	ck_assert_uint_eq(r.pl.evicted, 1);
