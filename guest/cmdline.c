@@ -1,5 +1,5 @@
 /* Kernel command line: pages=N rounds=N seed=N report=N cpus=N corrupt=N
- * forever, and the test hooks stop=N fault=N. Numbers are decimal or
+ * chase=N forever, and the test hooks stop=N fault=N. Numbers are decimal or
  * 0x-prefixed hex. */
 #include "guest.h"
 #include "vmswitch/numparse.h"
@@ -38,6 +38,8 @@ static int parse_word(struct params *p, const char *w, size_t n)
 	}
 	if ((r = take(w, n, "corrupt", &corrupt)) > 0)
 		p->corrupt = corrupt != 0;
+	if (r == 0 && (r = take(w, n, "chase", &corrupt)) > 0)
+		p->chase = corrupt != 0;
 	return r;
 }
 

@@ -79,6 +79,7 @@ struct params {
 	uint64_t stop;     /* forever: act as if the VMM said stop after N reports */
 	uint64_t fault;    /* 1: #PF, 2: #GP at CPL3, 3: triple fault */
 	int forever, corrupt;
+	int chase;         /* rounds are dependent random loads, no rewrite */
 	int cpus_given;
 };
 void params_default(struct params *p);
@@ -109,6 +110,7 @@ struct cpu_state {
 	volatile uint64_t round;        /* rounds completed */
 	volatile uint64_t mismatches;
 	volatile uint64_t max_gap;      /* TSC ticks between page iterations */
+	volatile uint64_t recent_gap;   /* the same since CPU 0's last report */
 	volatile uint64_t checksum;     /* of this CPU's slice, at the end */
 	volatile uint32_t alive, parked, done;
 	int has_bad;

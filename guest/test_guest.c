@@ -157,19 +157,19 @@ START_TEST(cmdline_params)
 	ck_assert_uint_eq(p.pages, 1024);
 	ck_assert_uint_eq(p.rounds, 20);
 	ck_assert_int_eq(params_parse(&p, "console=ttyS0 pages=0x40  rounds=3 seed=99 "
-				      "report=2 cpus=2 forever corrupt=1 stop=4 fault=2 x"), 2);
+				      "report=2 cpus=2 forever corrupt=1 stop=4 fault=2 chase=1 x"), 2);
 	ck_assert_uint_eq(p.pages, 64);
 	ck_assert_uint_eq(p.rounds, 3);
 	ck_assert_uint_eq(p.seed, 99);
 	ck_assert_uint_eq(p.report, 2);
 	ck_assert(p.cpus == 2 && p.cpus_given);
-	ck_assert(p.forever && p.corrupt);
+	ck_assert(p.forever && p.corrupt && p.chase);
 	ck_assert_uint_eq(p.stop, 4);
 	ck_assert_uint_eq(p.fault, 2);
 	params_default(&p);
 	ck_assert_int_eq(params_parse(&p, "pages=12x pages= foreverx cpus=zz"), 4);
 	ck_assert_uint_eq(p.pages, 1024);
-	ck_assert(!p.forever && !p.cpus_given);
+	ck_assert(!p.forever && !p.cpus_given && !p.chase);
 }
 END_TEST
 

@@ -4,7 +4,7 @@
 #include "guest.h"
 
 struct totals {
-	uint64_t round, mismatches, max_gap, checksum;
+	uint64_t round, mismatches, max_gap, recent_gap, checksum;
 };
 
 static void slice(const struct guest *g, unsigned cpu, uint64_t *first, uint64_t *n)
@@ -27,6 +27,7 @@ static void totals(const struct guest *g, struct totals *t)
 		t->round = s->round < t->round ? s->round : t->round;
 		t->mismatches += s->mismatches;
 		t->max_gap = s->max_gap > t->max_gap ? s->max_gap : t->max_gap;
+		t->recent_gap = s->recent_gap > t->recent_gap ? s->recent_gap : t->recent_gap;
 		t->checksum += s->checksum;
 	}
 }
@@ -39,7 +40,7 @@ static int32_t report(struct guest *g, const struct totals *t, int final)
 		.pages = g->p.pages, .mismatches = t->mismatches,
 		.checksum = final ? t->checksum : 0, .max_gap_tsc = t->max_gap,
 		.tsc_khz = g->tsc_khz, .work_gva = (uint64_t)g->work,
-		.work_gpa = g->work_pfn * PAGE_SIZE,
+		.work_gpa = g->work_pfn * PAGE_SIZE, .recent_gap_tsc = t->recent_gap,
 	};
 	if (!g->hc_enabled)
 		return 0;
@@ -52,6 +53,10 @@ static void progress(struct guest *g)
 	int32_t r;
 
 	totals(g, &t);
+	/* A new window for recent_gap. Another CPU may store its older value
+	 * over the reset at the end of its pass: that only lengthens a window. */
+	for (unsigned c = 0; c < g->ncpus; c++)
+		g->cpu[c].recent_gap = 0;
 	g->reports++;
 	/* Serial output costs two VM exits a character on our hosts: a long
 	 * `forever` run prints only reports 1, 2, 4, 8, ... */
@@ -106,7 +111,7 @@ static void note_bad(struct cpu_state *s, uint64_t pfn, uint64_t round,
 static void one_round(struct guest *g, struct cpu_state *s, uint64_t first, uint64_t n,
 		      uint64_t round, uint64_t *prev)
 {
-	uint64_t max_gap = s->max_gap;
+	uint64_t max_gap = s->max_gap, recent = s->recent_gap;
 
 	for (uint64_t i = 0; i < n; i++) {
 		struct pattern_bad bad;
@@ -115,6 +120,8 @@ static void one_round(struct guest *g, struct cpu_state *s, uint64_t first, uint
 
 		if (t - *prev > max_gap)
 			max_gap = t - *prev;
+		if (t - *prev > recent)
+			recent = t - *prev;
 		*prev = t;
 		m = pattern_step(page_at(g, first + i), g->p.seed, pfn, round, &bad);
 		if (m) {
@@ -123,6 +130,42 @@ static void one_round(struct guest *g, struct cpu_state *s, uint64_t first, uint
 		}
 	}
 	s->max_gap = max_gap;
+	s->recent_gap = recent;
+}
+
+/* chase=1: a latency-bound round. PATTERN_WORDS / 64 dependent loads per
+ * page of the slice, each at a random word of a random page; the next
+ * position mixes in (got ^ want), which is 0 while memory is right but which
+ * the CPU cannot know, so every load waits for the one before: the time per
+ * round is memory (and translation) latency. The pattern is never rewritten:
+ * the area stays at round 0. */
+static void one_chase(struct guest *g, struct cpu_state *s, uint64_t first, uint64_t n,
+		      uint64_t round, uint64_t *prev)
+{
+	uint64_t max_gap = s->max_gap, recent = s->recent_gap, x = round * 0x9e3779b97f4a7c15ULL;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t t = rdtsc();
+		if (t - *prev > max_gap)
+			max_gap = t - *prev;
+		if (t - *prev > recent)
+			recent = t - *prev;
+		*prev = t;
+		for (unsigned k = 0; k < PATTERN_WORDS / 64; k++) {
+			x = pattern_mix(x + i);
+			uint64_t pg = first + x % n, pfn = g->work_pfn + pg;
+			unsigned w = (unsigned)(x >> 40) % PATTERN_WORDS;
+			uint64_t got = page_at(g, pg)[w], want = pattern_expected(g->p.seed, pfn, 0, w);
+			if (got != want) {
+				struct pattern_bad bad = { w, got, want };
+				note_bad(s, pfn, 0, &bad);
+				s->mismatches++;
+			}
+			x += got ^ want;
+		}
+	}
+	s->max_gap = max_gap;
+	s->recent_gap = recent;
 }
 
 static uint64_t final_check(struct guest *g, struct cpu_state *s, uint64_t first,
@@ -166,14 +209,17 @@ void work_run(struct guest *g, unsigned cpu)
 			prev = rdtsc();
 			continue;
 		}
-		one_round(g, s, first, n, round, &prev);
+		if (g->p.chase)
+			one_chase(g, s, first, n, round, &prev);
+		else
+			one_round(g, s, first, n, round, &prev);
 		s->round = ++round;
 		if (cpu == 0 && g->p.report && round % g->p.report == 0) {
 			progress(g);
 			prev = rdtsc();
 		}
 	}
-	s->checksum = final_check(g, s, first, n, round);
+	s->checksum = final_check(g, s, first, n, g->p.chase ? 0 : round);
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 }
 

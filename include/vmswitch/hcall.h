@@ -57,6 +57,7 @@ struct hc_report {
 	uint64_t tsc_khz;       /* guest's TSC frequency estimate (0 if unknown) */
 	uint64_t work_gva;      /* virtual address of the work area */
 	uint64_t work_gpa;      /* its first physical address */
+	uint64_t recent_gap_tsc; /* longest gap since the previous report */
 };
 
 #endif

@@ -163,10 +163,13 @@ struct mem_stats {
 	uint64_t bytes_copied;
 	uint64_t migrations, shares, cow_breaks, evacuated;
 	uint64_t longest_stall_ns;            /* longest time one page/batch was protected */
+	uint64_t last_stall_ns;               /* the same, during the last devirtualize */
 	uint64_t last_virtualize_ns, last_devirtualize_ns;
 	uint64_t passthrough_page_ops;        /* per-page work done while pass-through: stays 0 */
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);
+/* Start the peak counters (longest stalls) afresh; totals stay. */
+void mem_clear_peaks(struct mem *m);
 
 #endif

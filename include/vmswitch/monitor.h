@@ -37,6 +37,8 @@ struct monitor_target {
 	void (*quit)(void *ctx);
 	/* Print VM-level counters (exits by reason, ...) as "name: value" lines. */
 	void (*print_stats)(void *ctx, FILE *out);
+	/* Start the VM's peak counters afresh (`stats clear`). */
+	void (*clear_stats)(void *ctx);
 	/* Tell the test kernel to finish its run (next HC_REPORT answers 1). */
 	void (*guest_finish)(void *ctx);
 };

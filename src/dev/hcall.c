@@ -43,6 +43,8 @@ static int hc_report(struct vcpu *v, const struct mmu_cpu *cpu, uint64_t gva, st
 		return err_set(e, EINVAL, "report without magic at %#" PRIx64, gva);
 	pthread_mutex_lock(&vm->hc_lock);
 	vm->last_report = rep;
+	if (rep.recent_gap_tsc > vm->gap_peak_tsc)
+		vm->gap_peak_tsc = rep.recent_gap_tsc;
 	vm->have_report = true;
 	pthread_mutex_unlock(&vm->hc_lock);
 	log_debug("guest report: round %" PRIu64 " pages %" PRIu64 " mismatches %" PRIu64
@@ -61,10 +63,14 @@ static int run_request(struct vcpu *v, const char *cmd, struct err *e)
 
 	pthread_mutex_lock(&vm->lock);
 	atomic_store(&v->state, VCPU_PAUSED);
+	v->in_request = true;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	r = vm->request(vm->request_ctx, cmd, e);
+	pthread_mutex_lock(&vm->lock);
+	v->in_request = false;
 	atomic_store(&v->state, VCPU_RUNNING);
+	pthread_mutex_unlock(&vm->lock);
 	return r;
 }
 

@@ -138,3 +138,10 @@ void mem_get_stats(const struct mem *m, struct mem_stats *out)
 	*out = m->st;
 	mem_unlock(m);
 }
+
+void mem_clear_peaks(struct mem *m)
+{
+	mem_lock(m);
+	m->st.longest_stall_ns = m->st.last_stall_ns = 0;
+	mem_unlock(m);
+}

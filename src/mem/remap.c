@@ -29,6 +29,8 @@ void note_stall(struct mem *m, uint64_t ns)
 {
 	if (ns > m->st.longest_stall_ns)
 		m->st.longest_stall_ns = ns;
+	if (ns > m->st.last_stall_ns)
+		m->st.last_stall_ns = ns;
 }
 
 #define PROGRESS_EVERY_NS 200000000ULL
@@ -250,6 +252,28 @@ static int plan_and_execute(struct mem *m, const uint64_t (*want)[2], size_t nwa
 	return rc;
 }
 
+/* Every page of [first, end) is on its own frame already: give the range
+ * back its one mapping, 2 MiB at a time. One mmap over the whole range would
+ * hold the address-space lock while it tears down every per-page VMA (tens of
+ * ms for 1 GiB), and every vCPU that faults meanwhile (all of them: the MMU
+ * notifier has just dropped their mappings) waits that long. In chunks the
+ * wait is one chunk's, and each chunk merges with the one before (same file,
+ * contiguous offsets, same flags) so the range still ends as one VMA. Pages
+ * keep their frames throughout, so a guest write lands the same either way. */
+#define IDENTITY_CHUNK_PAGES 512
+
+static int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+{
+	for (uint64_t a = first; a < end;) {
+		uint64_t b = MIN(end, ALIGN_DOWN(a + IDENTITY_CHUNK_PAGES, IDENTITY_CHUNK_PAGES));
+		if (window_map_identity(m, a, b, e) < 0)
+			return -1;
+		wp_wake(m, a, b);
+		a = b;
+	}
+	return 0;
+}
+
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
  * and give each back one mapping. The caller updates the ranges afterwards.
  * Paused batches sweep in PFN order when nothing is shared or retired
@@ -287,10 +311,8 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		if (wp_unregister(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 	/* Otherwise one identity mapping again: unregistered, THP advised. */
-	for (size_t i = 0; i < nwant && m->state_dirty; i++) {
-		if (window_map_identity(m, want[i][0], want[i][1], e) < 0)
+	for (size_t i = 0; i < nwant && m->state_dirty; i++)
+		if (map_identity_chunked(m, want[i][0], want[i][1], e) < 0)
 			return -1;
-		wp_wake(m, want[i][0], want[i][1]);
-	}
 	return 0;
 }

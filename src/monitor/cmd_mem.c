@@ -55,7 +55,7 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 		b.skipped - a.skipped, b.direct - a.direct, b.indirect - a.indirect);
 	fprintf(out, "bytes copied: %" PRIu64 "\n", b.bytes_copied - a.bytes_copied);
 	print_ms(out, "took", b.last_devirtualize_ns);
-	print_ms(out, "longest stall", b.longest_stall_ns);
+	print_ms(out, "longest stall", b.last_stall_ns);
 	return 0;
 }
 

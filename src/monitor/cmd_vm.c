@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "monitor_int.h"
 #include "vmswitch/mem.h"
@@ -12,7 +13,17 @@
 
 static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, struct err *e)
 {
-	(void)argc, (void)argv, (void)e;
+	if (argc == 2) {   /* stats clear */
+		if (strcmp(argv[1], "clear") != 0)
+			return err_set(e, EINVAL, "stats takes no argument but 'clear', not '%s'",
+				       argv[1]);
+		if (mon->t.mem)
+			mem_clear_peaks(mon->t.mem);
+		if (mon->t.clear_stats)
+			mon->t.clear_stats(mon->t.ctx);
+		fprintf(out, "peaks cleared\n");
+		return 0;
+	}
 	if (mon->t.mem) {
 		struct mem_stats s;
 		mem_get_stats(mon->t.mem, &s);
@@ -28,6 +39,7 @@ static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, stru
 		P("cow_breaks", s.cow_breaks);
 		P("evacuated", s.evacuated);
 		P("longest_stall_ns", s.longest_stall_ns);
+		P("last_stall_ns", s.last_stall_ns);
 		P("last_virtualize_ns", s.last_virtualize_ns);
 		P("last_devirtualize_ns", s.last_devirtualize_ns);
 		P("passthrough_page_ops", s.passthrough_page_ops);
@@ -89,7 +101,8 @@ static int cmd_help(struct monitor *mon, int argc, char **argv, FILE *out, struc
 }
 
 const struct mon_cmd mon_cmds_vm[] = {
-	{"stats", NULL, "", "every counter: memory, translation cache, VM exits", 0, 0, cmd_stats},
+	{"stats", NULL, "[clear]", "every counter: memory, translation cache, VM exits; "
+	 "'clear' restarts the peaks (longest stall, pause, guest gap)", 0, 1, cmd_stats},
 	{"pause", NULL, "", "stop the vCPUs", 0, 0, cmd_pause},
 	{"resume", NULL, "", "let the vCPUs run again", 0, 0, cmd_resume},
 	{"guest-finish", NULL, "", "tell the test kernel to end its run", 0, 0, cmd_guest_finish},

@@ -75,8 +75,24 @@ static void t_print_stats(void *ctx, FILE *out)
 			"\nguest_checksum: %#" PRIx64 "\nguest_max_gap_tsc: %" PRIu64 "\n",
 			vm->last_report.round, vm->last_report.mismatches,
 			vm->last_report.checksum, vm->last_report.max_gap_tsc);
+	/* The guest's own measure of its longest stall since `stats clear`. */
+	uint64_t khz = vm->last_report.tsc_khz ? vm->last_report.tsc_khz : vm->tsc_khz;
+	if (vm->have_report && khz)
+		fprintf(out, "guest_gap_peak_us: %" PRIu64 "\n", vm->gap_peak_tsc * 1000 / khz);
 	pthread_mutex_unlock(&vm->hc_lock);
 	io_bus_print_stats(vm->bus, out);
+}
+
+static void t_clear_stats(void *ctx)
+{
+	struct vm *vm = ctx;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->pause_max_ns = 0;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&vm->hc_lock);
+	vm->gap_peak_tsc = 0;
+	pthread_mutex_unlock(&vm->hc_lock);
 }
 
 static void t_guest_finish(void *ctx)
@@ -90,6 +106,7 @@ void vm_monitor_target(struct vm *vm, struct monitor_target *t)
 		.ctx = vm, .mem = vm->mem, .mmu = vm->mmu,
 		.vcpu_count = t_vcpu_count, .vcpu_info = t_vcpu_info,
 		.pause = t_pause, .resume = t_resume, .quit = t_quit,
-		.print_stats = t_print_stats, .guest_finish = t_guest_finish,
+		.print_stats = t_print_stats, .clear_stats = t_clear_stats,
+		.guest_finish = t_guest_finish,
 	};
 }

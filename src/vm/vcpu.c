@@ -86,6 +86,12 @@ int vcpu_create(struct vm *vm, unsigned id, struct err *e)
 	}
 	if (setup_cpuid(v, e) < 0 || setup_lapic(v, e) < 0)
 		return -1;
+	/* To turn the guest's TSC-tick reports into time (AMD hosts give the
+	 * guest no CPUID leaf with the frequency); optional, hence unchecked. */
+	if (id == 0) {
+		int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+		vm->tsc_khz = khz > 0 ? (uint64_t)khz : 0;
+	}
 	atomic_store(&v->state, VCPU_CREATED);
 	return 0;
 }
@@ -352,6 +358,11 @@ static void park_if_requested(struct vcpu *v)
 	}
 	atomic_store(&v->state, VCPU_RUNNING);
 	v->run->immediate_exit = 0;
+	if (v->run_gen != vm->resume_gen) {   /* running again: a pause may wait for its slice */
+		v->run_gen = vm->resume_gen;
+		v->run_since_ns = now_ns();
+		pthread_cond_broadcast(&vm->cond);
+	}
 	pthread_mutex_unlock(&vm->lock);
 }
 

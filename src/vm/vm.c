@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm_impl.h"
@@ -216,11 +217,54 @@ static bool all_parked(struct vm *vm)
 	return true;
 }
 
+/* Before a new pause (vm->lock held): has every running vCPU had its slice
+ * since the last resume? Returns 0 when so, else how long to wait. A vCPU
+ * that does not come back within VM_SLICE_WAIT_NS (blocked in a host fault,
+ * descheduled) is not waited for. */
+#define VM_MIN_SLICE_NS 100000ULL
+#define VM_SLICE_WAIT_NS 2000000ULL
+
+static uint64_t slice_wait_ns(struct vm *vm, uint64_t since)
+{
+	uint64_t now = now_ns(), wait = 0;
+
+	if (now - since >= VM_SLICE_WAIT_NS)
+		return 0;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started || v->in_request || atomic_load(&v->state) == VCPU_STOPPED)
+			continue;
+		uint64_t w = v->run_gen != vm->resume_gen ? VM_SLICE_WAIT_NS - (now - since)
+			: now - v->run_since_ns < VM_MIN_SLICE_NS
+			? VM_MIN_SLICE_NS - (now - v->run_since_ns) : 0;
+		wait = MAX(wait, w);
+	}
+	return wait;
+}
+
+static void wait_for_slices(struct vm *vm)
+{
+	uint64_t t0 = now_ns(), w;
+
+	while (vm->resume_gen && (w = slice_wait_ns(vm, t0)) > 0 && !atomic_load(&vm->exiting)) {
+		struct timespec ts;
+		uint64_t until;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		until = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec + w;
+		ts.tv_sec = (time_t)(until / 1000000000ULL);
+		ts.tv_nsec = (long)(until % 1000000000ULL);
+		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	}
+}
+
 int vm_pause(struct vm *vm)
 {
-	uint64_t t0 = now_ns(), dt;
+	uint64_t t0, dt;
 
 	pthread_mutex_lock(&vm->lock);
+	if (vm->pause_req == 0)
+		wait_for_slices(vm);
+	t0 = now_ns();
 	if (vm->pause_req++ == 0)
 		for (unsigned i = 0; i < vm->ncpus; i++)
 			vcpu_kick(&vm->vcpus[i]);
@@ -239,8 +283,10 @@ int vm_pause(struct vm *vm)
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->pause_req > 0 && --vm->pause_req == 0)
+	if (vm->pause_req > 0 && --vm->pause_req == 0) {
+		vm->resume_gen++;
 		pthread_cond_broadcast(&vm->cond);
+	}
 	pthread_mutex_unlock(&vm->lock);
 }
 

@@ -37,6 +37,8 @@ struct vcpu {
 	_Atomic int state;                 /* enum vcpu_state */
 	int32_t hc_result;                 /* answer to the last hypercall */
 	_Atomic uint64_t exits[EXIT_KINDS];
+	uint64_t run_gen, run_since_ns;    /* last resume it ran after, and when (vm->lock) */
+	bool in_request;                   /* running a monitor command for the guest (vm->lock) */
 };
 
 struct vm {
@@ -50,14 +52,18 @@ struct vm {
 	struct i8042 *i8042;
 	struct rtc *rtc;
 	unsigned ncpus;
+	uint64_t tsc_khz;            /* KVM_GET_TSC_KHZ of vCPU 0, 0 if unknown */
 	struct vcpu vcpus[VM_MAX_CPUS];
 	bool pvm_compat;
 
 	/* Pause protocol: pause_req is raised, every vCPU is kicked out of
-	 * KVM_RUN (immediate_exit + signal) and parks on `cond`. */
+	 * KVM_RUN (immediate_exit + signal) and parks on `cond`. A new pause
+	 * first lets every vCPU run for VM_MIN_SLICE_NS after the last resume
+	 * (resume_gen), or back-to-back pauses would starve the guest. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int pause_req;                     /* nesting count */
+	uint64_t resume_gen;
 	unsigned parked;
 	uint64_t pauses, pause_total_ns, pause_max_ns;   /* under lock */
 
@@ -69,6 +75,7 @@ struct vm {
 	/* Hypercall state (hcall.c). */
 	pthread_mutex_t hc_lock;
 	struct hc_report last_report;
+	uint64_t gap_peak_tsc;       /* longest recent_gap_tsc reported since `stats clear` */
 	bool have_report;
 	_Atomic bool guest_finish;
 	int (*request)(void *ctx, const char *cmd, struct err *e);

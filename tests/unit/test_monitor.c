@@ -410,6 +410,14 @@ START_TEST(switch_commands)
 	free(out);
 	free(ok(&c, "info p2m 0x150 1", "pfn 0x150 -> mfn 0x150 (identity)"));
 	free(ok(&c, "stats", "devirtualizations: 2"));
+	/* Peaks restart, totals stay. */
+	free(ok(&c, "stats clear", "peaks cleared"));
+	out = ok(&c, "stats", "longest_stall_ns: 0\n");
+	ck_assert_msg(strstr(out, "last_stall_ns: 0\n") && strstr(out, "devirtualizations: 2"),
+		      "%s", out);
+	free(out);
+	fails(&c, "stats reset", "'clear'");
+	fails(&c, "stats clear now", "");
 	free(ok(&c, "pause", NULL));
 	free(ok(&c, "resume", NULL));
 	free(ok(&c, "guest-finish", NULL));

@@ -1,0 +1,103 @@
+#!/bin/bash
+# The memory switch under a running guest (issue #3, benches 1-3): for each
+# RAM size, the test kernel verifies and rewrites its work area at CPL3 the
+# whole time (`forever report=1`) while the monitor socket drives
+#   virtualize; devirtualize            (nothing to move)
+#   virtualize; scramble (all RAM); devirtualize
+# and reads back: each command's own time, pages moved per second, the
+# longest stall vmswitch measured (a vCPU pause or a write-protected page),
+# and the longest gap the guest itself saw between two page iterations
+# (rdtsc, reported per round; `stats clear` starts each window). A quiet
+# sample with no switching first gives the gap floor (host scheduling,
+# timer interrupts). The guest must end with PASS: no byte lost.
+# Needs /dev/kvm. Usage: bench/switch.sh [SIZES...]   (default 256M 1G 4G)
+# Environment: VMSWITCH, GUEST, SWITCH_PAGES (work area, default 16384 =
+# 64 MiB), SWITCH_CPUS (default 1), SWITCH_PROTECT (auto|uffd|pause),
+# SWITCH_TIMEOUT (s per monitor step, default 600).
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+vmswitch=${VMSWITCH:-$top/vmswitch}
+guest=${GUEST:-$top/guest/vmswitch-guest}
+limit=${SWITCH_TIMEOUT:-600}
+pages=${SWITCH_PAGES:-16384}
+[ $# -gt 0 ] && sizes=("$@") || sizes=(256M 1G 4G)
+say() { echo "switch: $*"; }
+
+[ -c /dev/kvm ] || { say "SKIP: needs /dev/kvm (absent on this host)"; exit 77; }
+[ -x "$vmswitch" ] && [ -f "$guest" ] || { say "build $vmswitch and $guest first"; exit 2; }
+tmp=$(mktemp -d /tmp/switch-bench.XXXXXX) || exit 2
+vmm_pid=
+cleanup() { [ -z "$vmm_pid" ] || kill -9 "$vmm_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+sock=$tmp/mon
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+die() { say "$*" >&2; tail -n 5 "$tmp/vmm.log" "$tmp/serial" >&2; exit 1; }
+mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err" ||
+	die "'$*' failed: $(cat "$tmp/mon.err")"; }
+stat() { mon stats | sed -n "s/^$1: //p"; }
+# field OUTPUT LABEL: the number after "LABEL: " in a command's reply.
+field() { echo "$1" | sed -n "s/^$2: \([0-9.]*\).*/\1/p"; }
+# Two more guest rounds: every page passed through the loop since.
+two_rounds() {
+	local r0; r0=$(stat guest_round)
+	local end=$(($(now_us) + limit * 1000000))
+	until [ "$(stat guest_round)" -ge $((r0 + 2)) ]; do
+		[ "$(now_us)" -lt $end ] || die "the guest stopped making rounds"
+		sleep 0.05
+	done
+}
+
+boot() { # SIZE
+	rm -f "$sock"
+	"$vmswitch" --kernel "$guest" --memory "$1" --cpus "${SWITCH_CPUS:-1}" \
+		${SWITCH_PROTECT:+--protect "$SWITCH_PROTECT"} \
+		--append "forever report=1 pages=$pages" --serial "file:$tmp/serial" \
+		--monitor "unix:$sock" </dev/null >"$tmp/vmm.log" 2>&1 &
+	vmm_pid=$!
+	local end=$(($(now_us) + limit * 1000000)) r=
+	until r=$("$vmswitch" --connect "$sock" stats 2>/dev/null | sed -n 's/^guest_round: //p') &&
+		[ -n "$r" ] && [ "$r" -ge 2 ]; do
+		kill -0 $vmm_pid 2>/dev/null || die "vmswitch exited before the guest reported"
+		[ "$(now_us)" -lt $end ] || die "no guest report within ${limit}s"
+		sleep 0.2
+	done
+}
+
+finish() {
+	mon guest-finish >/dev/null
+	local end=$(($(now_us) + limit * 1000000))
+	while kill -0 $vmm_pid 2>/dev/null; do
+		[ "$(now_us)" -lt $end ] || die "the guest did not finish within ${limit}s"
+		sleep 0.2
+	done
+	wait $vmm_pid; local rc=$?
+	vmm_pid=
+	grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitch status $rc)"
+}
+
+printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s\n" RAM quiet-gap virt-ms \
+	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms
+for size in "${sizes[@]}"; do
+	boot "$size"
+	mon stats clear >/dev/null; two_rounds
+	quiet=$(stat guest_gap_peak_us)
+	v=$(field "$(mon virtualize)" took)
+	d0=$(field "$(mon devirtualize)" took)
+	mon virtualize >/dev/null
+	t0=$(now_us); mon scramble 1 >/dev/null; t1=$(now_us)
+	two_rounds
+	mon stats clear >/dev/null
+	out=$(mon devirtualize)
+	two_rounds
+	gap=$(stat guest_gap_peak_us)
+	moved=$(echo "$out" | sed -n 's/^pages: [0-9]* skipped, \([0-9]*\) direct, \([0-9]*\) indirect/\1 \2/p' |
+		awk '{ print $1 + $2 }')
+	took=$(field "$out" took); stall=$(field "$out" "longest stall")
+	[ -z "${SWITCH_VERBOSE:-}" ] || { echo "$out"; mon stats | grep -E "^(guest_|pause_|vcpu_)"; }
+	finish
+	awk -v s="$size" -v q="$quiet" -v v="$v" -v d0="$d0" -v sc=$(((t1 - t0) / 1000)) \
+		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" 'BEGIN {
+		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f\n", s, q / 1e3, v,
+			d0, sc / 1e3, mv, t / 1e3, mv / (t / 1e3), st, g / 1e3 }'
+done
+echo "(gaps are the guest's own: longest time between two page iterations; quiet = no switching)"
