@@ -13,7 +13,8 @@
 # Usage: bench/guest-speed.sh [SECONDS [CYCLES]]   (default 10 2)
 # Environment: VMSWITCH, GUEST, SPEED_MEMORY (default 128M), SPEED_PAGES
 # (work area, default 1024), SPEED_CPUS (default 1), SPEED_TIMEOUT (s per
-# monitor step, default 300), SPEED_MARKS (see mark()).
+# monitor step, default 300), SPEED_MARKS (see mark()), SPEED_CHASE=1 (the
+# latency-bound pointer chase instead of the streaming verify+rewrite).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
@@ -38,7 +39,7 @@ mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err"; }
 round() { mon stats | sed -n 's/^guest_round: //p'; }
 
 "$vmswitch" --kernel "$guest" --memory "${SPEED_MEMORY:-128M}" --cpus "${SPEED_CPUS:-1}" \
-	--append "forever report=1 pages=${SPEED_PAGES:-1024}" \
+	--append "forever report=1 pages=${SPEED_PAGES:-1024}${SPEED_CHASE:+ chase=1}" \
 	--serial "file:$tmp/serial" --monitor "unix:$sock" </dev/null >"$tmp/vmm.log" 2>&1 &
 vmm_pid=$!
 

@@ -106,6 +106,8 @@ bool frame_retired(const struct mem *m, uint64_t mfn);
 int frame_retire(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 /* A free frame outside [avoid_first, avoid_end), or UINT64_MAX. */
 uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end);
+/* The lowest free frame in [lo, hi), or UINT64_MAX; a word at a time. */
+uint64_t frame_find_free_in(const struct mem *m, uint64_t lo, uint64_t hi);
 bool frame_usable(const struct mem *m, uint64_t mfn);
 size_t frames_free_list(struct mem *m, uint64_t **out);
 uint64_t spare_free_count(const struct mem *m);

@@ -168,6 +168,8 @@ uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end
 		return UINT64_MAX;
 	for (uint64_t i = 0; i <= nw; i++) {
 		uint64_t w = (m->alloc_cursor / 64 + i) % nw;
+		if (w * 64 >= avoid_first && w * 64 + 64 <= avoid_end)
+			continue;   /* a word inside the avoided range: its free bits do not count */
 		uint64_t v = free_word(m, w);
 		while (v) {
 			uint64_t f = w * 64 + (uint64_t)__builtin_ctzll(v);
@@ -177,6 +179,24 @@ uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end
 				continue;
 			m->alloc_cursor = f + 1;
 			return f;
+		}
+	}
+	return UINT64_MAX;
+}
+
+uint64_t frame_find_free_in(const struct mem *m, uint64_t lo, uint64_t hi)
+{
+	hi = MIN(hi, m->nr_mfn);
+	for (uint64_t w = lo / 64; lo < hi && w <= (hi - 1) / 64; w++) {
+		uint64_t v = free_word(m, w);
+		if (w == lo / 64)
+			v &= ~0ULL << (lo % 64);
+		if (w == (hi - 1) / 64 && hi % 64)
+			v &= ~(~0ULL << (hi % 64));
+		for (; v; v &= v - 1) {
+			uint64_t f = w * 64 + (uint64_t)__builtin_ctzll(v);
+			if (!frame_retired(m, f))
+				return f;
 		}
 	}
 	return UINT64_MAX;
