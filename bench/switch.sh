@@ -13,7 +13,8 @@
 # Needs /dev/kvm. Usage: bench/switch.sh [SIZES...]   (default 256M 1G 4G)
 # Environment: VMSWITCH, GUEST, SWITCH_PAGES (work area, default 16384 =
 # 64 MiB), SWITCH_CPUS (default 1), SWITCH_PROTECT (auto|uffd|pause),
-# SWITCH_TIMEOUT (s per monitor step, default 600).
+# SWITCH_HUGEPAGES (auto|off), SWITCH_TIMEOUT (s per monitor step, default
+# 600), SWITCH_VERBOSE=1 (each devirtualize's reply and the pause counters).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 vmswitch=${VMSWITCH:-$top/vmswitch}
@@ -51,6 +52,7 @@ boot() { # SIZE
 	rm -f "$sock"
 	"$vmswitch" --kernel "$guest" --memory "$1" --cpus "${SWITCH_CPUS:-1}" \
 		${SWITCH_PROTECT:+--protect "$SWITCH_PROTECT"} \
+		${SWITCH_HUGEPAGES:+--hugepages "$SWITCH_HUGEPAGES"} \
 		--append "forever report=1 pages=$pages" --serial "file:$tmp/serial" \
 		--monitor "unix:$sock" </dev/null >"$tmp/vmm.log" 2>&1 &
 	vmm_pid=$!

@@ -253,14 +253,16 @@ static int plan_and_execute(struct mem *m, const uint64_t (*want)[2], size_t nwa
 }
 
 /* Every page of [first, end) is on its own frame already: give the range
- * back its one mapping, 2 MiB at a time. One mmap over the whole range would
- * hold the address-space lock while it tears down every per-page VMA (tens of
- * ms for 1 GiB), and every vCPU that faults meanwhile (all of them: the MMU
- * notifier has just dropped their mappings) waits that long. In chunks the
- * wait is one chunk's, and each chunk merges with the one before (same file,
- * contiguous offsets, same flags) so the range still ends as one VMA. Pages
- * keep their frames throughout, so a guest write lands the same either way. */
-#define IDENTITY_CHUNK_PAGES 512
+ * back its one mapping, 64 pages at a time. One mmap over the whole range
+ * would hold the address-space lock while it tears down every per-page VMA
+ * (tens of ms for 1 GiB), and every vCPU that faults meanwhile (all of them:
+ * the MMU notifier has just dropped their mappings) waits that long; even a
+ * 2 MiB chunk (up to 512 VMAs) kept the guest waiting ~3 ms on kvm_pvm. In
+ * chunks the wait is one chunk's, and each chunk merges with the one before
+ * (same file, contiguous offsets, same flags) so the range still ends as one
+ * VMA. Pages keep their frames throughout, so a guest write lands the same
+ * either way. */
+#define IDENTITY_CHUNK_PAGES 64
 
 static int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
