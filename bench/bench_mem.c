@@ -32,6 +32,8 @@ struct writer {
 	atomic_uint_fast64_t nwrites;
 	pthread_t t;
 	uint64_t paused_at, npauses, *pauses;
+	uint64_t resumed_at, writes_at_resume;
+	bool live;    /* the writer thread runs: pauses give it its slice */
 };
 
 #define MAX_PAUSES (1u << 20)
@@ -68,6 +70,13 @@ static void *writer_main(void *arg)
 static int pause_cb(void *ctx)
 {
 	struct writer *w = ctx;
+
+	/* As vmswitch's vm_pause does: the writer gets a 100 us slice after each
+	 * resume (up to 2 ms for it to wake), or back-to-back batches starve it. */
+	while (w->live && w->resumed_at && now_ns() - w->resumed_at < 2000000 &&
+	       (atomic_load(&w->nwrites) == w->writes_at_resume ||
+		now_ns() - w->resumed_at < 100000))
+		sched_yield();
 	int rc = pthread_rwlock_wrlock(&w->gate);
 	w->paused_at = now_ns();
 	return rc;
@@ -78,6 +87,8 @@ static void resume_cb(void *ctx)
 	struct writer *w = ctx;
 	if (w->npauses < MAX_PAUSES)
 		w->pauses[w->npauses++] = now_ns() - w->paused_at;
+	w->writes_at_resume = atomic_load(&w->nwrites);
+	w->resumed_at = now_ns();
 	pthread_rwlock_unlock(&w->gate);
 }
 
@@ -177,6 +188,7 @@ static void bench_scramble(uint64_t ram, bool pause, bool touched)
 		q[0] = q[0];
 	}
 	pthread_create(&w.t, NULL, writer_main, &w);
+	w.live = true;
 	w.npauses = 0;   /* count the devirtualize's pauses only */
 	t0 = now_ns();
 	uint64_t c0 = thread_cpu_ns();
