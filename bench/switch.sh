@@ -77,8 +77,8 @@ finish() {
 	grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitch status $rc)"
 }
 
-printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s\n" RAM quiet-gap virt-ms \
-	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms
+printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s %9s %9s\n" RAM quiet-gap virt-ms \
+	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms huge-s remap-p/s
 for size in "${sizes[@]}"; do
 	boot "$size"
 	mon stats clear >/dev/null; two_rounds
@@ -95,11 +95,13 @@ for size in "${sizes[@]}"; do
 	moved=$(echo "$out" | sed -n 's/^pages: [0-9]* skipped, \([0-9]*\) direct, \([0-9]*\) indirect/\1 \2/p' |
 		awk '{ print $1 + $2 }')
 	took=$(field "$out" took); stall=$(field "$out" "longest stall")
+	huge=$(field "$out" "restoring them took")
 	[ -z "${SWITCH_VERBOSE:-}" ] || { echo "$out"; mon stats | grep -E "^(guest_|pause_|vcpu_)"; }
 	finish
 	awk -v s="$size" -v q="$quiet" -v v="$v" -v d0="$d0" -v sc=$(((t1 - t0) / 1000)) \
-		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" 'BEGIN {
-		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f\n", s, q / 1e3, v,
-			d0, sc / 1e3, mv, t / 1e3, mv / (t / 1e3), st, g / 1e3 }'
+		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" -v h="${huge:-0}" 'BEGIN {
+		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f %9.3f %9.0f\n", s, q / 1e3, v,
+			d0, sc / 1e3, mv, t / 1e3, mv / (t / 1e3), st, g / 1e3, h / 1e3, mv / ((t - h) / 1e3) }'
 done
-echo "(gaps are the guest's own: longest time between two page iterations; quiet = no switching)"
+echo "(gaps are the guest's own: longest time between two page iterations; quiet = no switching;"
+echo " huge-s: the part of devirt-s spent collapsing 2 MiB pages back; remap-p/s: pages/s without it)"

@@ -164,6 +164,7 @@ struct mem_stats {
 	uint64_t migrations, shares, cow_breaks, evacuated;
 	uint64_t longest_stall_ns;            /* longest time one page/batch was protected */
 	uint64_t last_stall_ns;               /* the same, during the last devirtualize */
+	uint64_t last_huge_chunks, last_huge_ns; /* 2 MiB chunks collapsed at its end, and how long */
 	uint64_t last_virtualize_ns, last_devirtualize_ns;
 	uint64_t passthrough_page_ops;        /* per-page work done while pass-through: stays 0 */
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */

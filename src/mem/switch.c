@@ -301,7 +301,7 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		return -1;
 	}
 	atomic_store(&m->mode, MEM_DEVIRTUALIZING);
-	m->st.last_stall_ns = 0;
+	m->st.last_stall_ns = m->st.last_huge_chunks = m->st.last_huge_ns = 0;
 	if (remap_devirtualize(m, (const uint64_t (*)[2])want, n, e) < 0) {
 		mode_update(m);
 		mem_unlock(m);

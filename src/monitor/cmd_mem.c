@@ -56,6 +56,10 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 	fprintf(out, "bytes copied: %" PRIu64 "\n", b.bytes_copied - a.bytes_copied);
 	print_ms(out, "took", b.last_devirtualize_ns);
 	print_ms(out, "longest stall", b.last_stall_ns);
+	if (b.last_huge_chunks) {
+		fprintf(out, "huge pages restored: %" PRIu64 "\n", b.last_huge_chunks);
+		print_ms(out, "restoring them took", b.last_huge_ns);
+	}
 	return 0;
 }
 
