@@ -22,17 +22,8 @@ cycles=${2:-2}
 vmswitch=${VMSWITCH:-$top/vmswitch}
 guest=${GUEST:-$top/guest/vmswitch-guest}
 limit=${SPEED_TIMEOUT:-300}
-say() { echo "guest-speed: $*"; }
-
-[ -c /dev/kvm ] || { say "SKIP: needs /dev/kvm (absent on this host)"; exit 77; }
-[ -x "$vmswitch" ] && [ -f "$guest" ] || { say "build $vmswitch and $guest first"; exit 2; }
-tmp=$(mktemp -d /tmp/guest-speed.XXXXXX) || exit 2
-vmm_pid=
-cleanup() { [ -z "$vmm_pid" ] || kill -9 "$vmm_pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-sock=$tmp/mon
-now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
-die() { say "$*" >&2; tail -n 5 "$tmp/vmm.log" "$tmp/serial" >&2; exit 1; }
+name=guest-speed
+. "$top/bench/guest-common.sh"
 
 # mon CMD...: one monitor command, reply on stdout; fails on an error reply.
 mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err"; }
@@ -88,15 +79,7 @@ mon info mode | sed -n 's/^mode: /final mode: /p'
 mon stats | grep -E '^(guest_max_gap_tsc|exits_int3_fixup|exits_fwait_fixup):'
 
 # Finish: the guest parks, checks every page and must say PASS.
-mon guest-finish >/dev/null || die "guest-finish failed: $(cat "$tmp/mon.err")"
-end=$(($(now_us) + limit * 1000000))
-while kill -0 $vmm_pid 2>/dev/null; do
-	[ "$(now_us)" -lt $end ] || die "the guest did not finish within ${limit}s"
-	sleep 0.2
-done
-wait $vmm_pid; rc=$?
-vmm_pid=
-grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitch status $rc)"
+guest_finish
 grep '^PASS' "$tmp/serial"
 
 echo

@@ -23,7 +23,7 @@ mkfifo "$tmp/out" || exit 2
 
 bash "$run" --timeout "${NESTED_TIMEOUT:-600}" --mem 1024 --smp "$smp" \
 	--file "$top/vmswitch" --file "$top/guest/vmswitch-guest" \
-	--file "$top/bench/guest-speed.sh" --file /bin/bash -- \
+	--file "$top/bench/guest-speed.sh" --file "$top/bench/guest-common.sh" --file /bin/bash -- \
 	env SPEED_MEMORY="${SPEED_MEMORY:-64M}" SPEED_PAGES="${SPEED_PAGES:-1024}" SPEED_CPUS="$smp" \
 	SPEED_MARKS=1 bash -c 'echo advise >/sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null
 	exec bash "$1" "$2" "$3"' guest-speed "$top/bench/guest-speed.sh" "${1:-10}" "${2:-2}" \

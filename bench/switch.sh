@@ -22,17 +22,8 @@ guest=${GUEST:-$top/guest/vmswitch-guest}
 limit=${SWITCH_TIMEOUT:-600}
 pages=${SWITCH_PAGES:-16384}
 [ $# -gt 0 ] && sizes=("$@") || sizes=(256M 1G 4G)
-say() { echo "switch: $*"; }
-
-[ -c /dev/kvm ] || { say "SKIP: needs /dev/kvm (absent on this host)"; exit 77; }
-[ -x "$vmswitch" ] && [ -f "$guest" ] || { say "build $vmswitch and $guest first"; exit 2; }
-tmp=$(mktemp -d /tmp/switch-bench.XXXXXX) || exit 2
-vmm_pid=
-cleanup() { [ -z "$vmm_pid" ] || kill -9 "$vmm_pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-sock=$tmp/mon
-now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
-die() { say "$*" >&2; tail -n 5 "$tmp/vmm.log" "$tmp/serial" >&2; exit 1; }
+name=switch
+. "$top/bench/guest-common.sh"
 mon() { timeout "$limit" "$vmswitch" --connect "$sock" "$@" 2>"$tmp/mon.err" ||
 	die "'$*' failed: $(cat "$tmp/mon.err")"; }
 stat() { mon stats | sed -n "s/^$1: //p"; }
@@ -65,18 +56,6 @@ boot() { # SIZE
 	done
 }
 
-finish() {
-	mon guest-finish >/dev/null
-	local end=$(($(now_us) + limit * 1000000))
-	while kill -0 $vmm_pid 2>/dev/null; do
-		[ "$(now_us)" -lt $end ] || die "the guest did not finish within ${limit}s"
-		sleep 0.2
-	done
-	wait $vmm_pid; local rc=$?
-	vmm_pid=
-	grep -q '^PASS' "$tmp/serial" && [ $rc = 0 ] || die "guest did not PASS (vmswitch status $rc)"
-}
-
 printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s %9s %9s\n" RAM quiet-gap virt-ms \
 	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms huge-s remap-p/s
 for size in "${sizes[@]}"; do
@@ -97,7 +76,7 @@ for size in "${sizes[@]}"; do
 	took=$(field "$out" took); stall=$(field "$out" "longest stall")
 	huge=$(field "$out" "restoring them took")
 	[ -z "${SWITCH_VERBOSE:-}" ] || { echo "$out"; mon stats | grep -E "^(guest_|pause_|vcpu_)"; }
-	finish
+	guest_finish
 	awk -v s="$size" -v q="$quiet" -v v="$v" -v d0="$d0" -v sc=$(((t1 - t0) / 1000)) \
 		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" -v h="${huge:-0}" 'BEGIN {
 		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f %9.3f %9.0f\n", s, q / 1e3, v,
