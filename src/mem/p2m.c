@@ -160,30 +160,6 @@ static uint64_t free_word(const struct mem *m, uint64_t w)
 
 /* Next free frame from a rotating cursor, skipping [avoid_first, avoid_end)
  * and retired frames. Words without free bits are skipped 64 at a time. */
-uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end)
-{
-	uint64_t nw = (m->nr_mfn + 63) / 64;
-
-	if (m->nfree == 0)
-		return UINT64_MAX;
-	for (uint64_t i = 0; i <= nw; i++) {
-		uint64_t w = (m->alloc_cursor / 64 + i) % nw;
-		if (w * 64 >= avoid_first && w * 64 + 64 <= avoid_end)
-			continue;   /* a word inside the avoided range: its free bits do not count */
-		uint64_t v = free_word(m, w);
-		while (v) {
-			uint64_t f = w * 64 + (uint64_t)__builtin_ctzll(v);
-			v &= v - 1;
-			if (f >= m->nr_mfn || (f >= avoid_first && f < avoid_end) ||
-			    frame_retired(m, f))
-				continue;
-			m->alloc_cursor = f + 1;
-			return f;
-		}
-	}
-	return UINT64_MAX;
-}
-
 uint64_t frame_find_free_in(const struct mem *m, uint64_t lo, uint64_t hi)
 {
 	hi = MIN(hi, m->nr_mfn);
@@ -200,6 +176,29 @@ uint64_t frame_find_free_in(const struct mem *m, uint64_t lo, uint64_t hi)
 		}
 	}
 	return UINT64_MAX;
+}
+
+/* The lowest free frame of [lo, hi) outside [avoid_first, avoid_end). */
+static uint64_t find_outside(const struct mem *m, uint64_t lo, uint64_t hi,
+			     uint64_t avoid_first, uint64_t avoid_end)
+{
+	uint64_t f = frame_find_free_in(m, lo, MIN(hi, avoid_first));
+	return f != UINT64_MAX ? f : frame_find_free_in(m, MAX(lo, avoid_end), hi);
+}
+
+/* From the allocation cursor on, wrapping round once. */
+uint64_t frame_find_free(struct mem *m, uint64_t avoid_first, uint64_t avoid_end)
+{
+	uint64_t c = m->alloc_cursor < m->nr_mfn ? m->alloc_cursor : 0, f;
+
+	if (m->nfree == 0)
+		return UINT64_MAX;
+	f = find_outside(m, c, m->nr_mfn, avoid_first, avoid_end);
+	if (f == UINT64_MAX)
+		f = find_outside(m, 0, c, avoid_first, avoid_end);
+	if (f != UINT64_MAX)
+		m->alloc_cursor = f + 1;
+	return f;
 }
 
 /* Bytes of per-page state actually backed by memory (the shared zero page

@@ -224,21 +224,26 @@ static bool all_parked(struct vm *vm)
 #define VM_MIN_SLICE_NS 100000ULL
 #define VM_SLICE_WAIT_NS 2000000ULL
 
+/* How much longer vCPU v needs, `waited` ns into the wait. */
+static uint64_t slice_left(const struct vm *vm, const struct vcpu *v, uint64_t now,
+			   uint64_t waited)
+{
+	if (!v->started || v->in_request || atomic_load(&v->state) == VCPU_STOPPED)
+		return 0;   /* not going to run: nothing to wait for */
+	if (v->run_gen != vm->resume_gen)
+		return VM_SLICE_WAIT_NS - waited;   /* not back in the guest yet */
+	uint64_t ran = now - v->run_since_ns;
+	return ran < VM_MIN_SLICE_NS ? VM_MIN_SLICE_NS - ran : 0;
+}
+
 static uint64_t slice_wait_ns(struct vm *vm, uint64_t since)
 {
 	uint64_t now = now_ns(), wait = 0;
 
 	if (now - since >= VM_SLICE_WAIT_NS)
 		return 0;
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		if (!v->started || v->in_request || atomic_load(&v->state) == VCPU_STOPPED)
-			continue;
-		uint64_t w = v->run_gen != vm->resume_gen ? VM_SLICE_WAIT_NS - (now - since)
-			: now - v->run_since_ns < VM_MIN_SLICE_NS
-			? VM_MIN_SLICE_NS - (now - v->run_since_ns) : 0;
-		wait = MAX(wait, w);
-	}
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		wait = MAX(wait, slice_left(vm, &vm->vcpus[i], now, now - since));
 	return wait;
 }
 
