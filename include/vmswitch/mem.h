@@ -161,6 +161,8 @@ struct mem_stats {
 	uint64_t virtualizations, devirtualizations;
 	uint64_t skipped, direct, indirect;   /* devirtualize page counts */
 	uint64_t bytes_copied;
+	uint64_t holes_moved;                 /* never-written pages moved without copying */
+	uint64_t resident_bytes;              /* machine memory allocated (written frames) */
 	uint64_t migrations, shares, cow_breaks, evacuated;
 	uint64_t longest_stall_ns;            /* longest time one page/batch was protected */
 	uint64_t last_stall_ns;               /* the same, during the last devirtualize */

@@ -86,8 +86,7 @@ void batch_move(struct batch *b, uint64_t pfn, uint64_t to)
 	struct mem *m = b->m;
 	uint64_t from = p2m_get(m, pfn);
 
-	memcpy(m->mview + (to << PAGE_SHIFT), m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
-	m->st.bytes_copied += PAGE_SIZE;
+	frame_copy(m, to, from);
 	frame_set_free(m, to, false);
 	p2m_assign(m, pfn, to);
 	frame_released(m, from);

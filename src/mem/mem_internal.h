@@ -88,6 +88,10 @@ void machine_close(struct mem *m);
 uint8_t *window_addr(const struct mem *m, uint64_t pfn);
 int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
+/* Copy a machine frame's contents; a never-written frame stays a hole. */
+void frame_copy(struct mem *m, uint64_t to, uint64_t from);
+uint64_t machine_resident_bytes(const struct mem *m);
+void spare_release(struct mem *m);
 int vma_budget(struct mem *m, uint64_t more, struct err *e);
 uint64_t count_window_vmas(const struct mem *m);
 bool windows_pmd_mapped(const struct mem *m);

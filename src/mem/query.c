@@ -137,6 +137,7 @@ void mem_get_stats(const struct mem *m, struct mem_stats *out)
 	mem_lock(m);
 	*out = m->st;
 	mem_unlock(m);
+	out->resident_bytes = machine_resident_bytes(m);
 }
 
 void mem_clear_peaks(struct mem *m)

@@ -68,12 +68,6 @@ void frame_released(struct mem *m, uint64_t from)
 		log_warn("%s", e.msg);
 }
 
-static void copy_frame(struct mem *m, uint64_t to, uint64_t from)
-{
-	memcpy(m->mview + (to << PAGE_SHIFT), m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
-	m->st.bytes_copied += PAGE_SIZE;
-}
-
 /* Put pfn's page back on `from` after a failed remap (best effort). */
 static void restore(struct mem *m, uint64_t pfn, uint64_t from)
 {
@@ -92,7 +86,7 @@ int move_page(struct mem *m, uint64_t pfn, uint64_t to, struct move_ctx *c, stru
 	uint64_t t0 = now_ns();   /* the stall: from protect to wake */
 	if (!c->paused && wp_protect(m, pfn, true, e) < 0)
 		return -1;
-	copy_frame(m, to, from);
+	frame_copy(m, to, from);
 	if (window_map_page(m, pfn, to, e) < 0) {
 		restore(m, pfn, from);
 		return -1;
@@ -128,7 +122,7 @@ int move_frame(struct mem *m, uint64_t from, uint64_t to, struct err *e)
 	for (size_t i = 0; i < n; i++)
 		if (wp_protect(m, q[i], true, e) < 0)
 			return -1;
-	copy_frame(m, to, from);
+	frame_copy(m, to, from);
 	frame_set_free(m, to, false);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {

@@ -65,12 +65,6 @@ static int sweep_index(struct sweep *s, struct err *e)
 	return vma_budget(m, 2 * moving, e);
 }
 
-static void copy(struct mem *m, uint64_t to, const void *src)
-{
-	memcpy(m->mview + (to << PAGE_SHIFT), src, PAGE_SIZE);
-	m->st.bytes_copied += PAGE_SIZE;
-}
-
 /* Make room in the batch (a new pause when it is full). */
 static int sweep_room(struct sweep *s, size_t need, struct err *e)
 {
@@ -85,9 +79,15 @@ static int sweep_room(struct sweep *s, size_t need, struct err *e)
 }
 
 /* A frame for q, displaced from frame p: its own frame if free (q is home
- * early), else a spare frame (off the sweep's path, so q moves only once
- * more: home, inside a run), else any free frame ahead of the sweep, else
- * none (then q takes p's old frame by a swap). */
+ * early); else a free frame just above q: q goes home, in a run, before the
+ * sweep gets there, so it moves only once more; else a spare frame (off the
+ * sweep's path, the same); else any free frame ahead of the sweep (q may be
+ * displaced again from there: another mapping of its own); else none (then
+ * q takes p's old frame by a swap). Frames above q come first because the
+ * spare range is small: once it was full, at 1 GiB, 78% of the moves were
+ * displacements, most of them repeated ones. */
+#define SWEEP_ABOVE_SCAN 4096   /* frames searched above q */
+
 static uint64_t displace_target(struct sweep *s, uint64_t q, uint64_t p)
 {
 	struct mem *m = s->m;
@@ -95,6 +95,9 @@ static uint64_t displace_target(struct sweep *s, uint64_t q, uint64_t p)
 
 	if (q < m->nr_mfn && frame_free(m, q))
 		return q;
+	t = frame_find_free_in(m, q + 1, MIN(q + 1 + SWEEP_ABOVE_SCAN, m->spare_first));
+	if (t != UINT64_MAX)
+		return t;
 	/* Bounded searches: a scan of every frame per displaced page made the
 	 * sweep quadratic (21% of a 1 GiB devirtualize). The spare range is
 	 * small; ahead of the sweep, frames found busy are not looked at again
@@ -113,7 +116,6 @@ static void sweep_page(struct sweep *s, uint64_t p)
 {
 	struct mem *m = s->m;
 	uint64_t f = p2m_get(m, p), occ = s->inv[p];
-	uint8_t *home = m->mview + (p << PAGE_SHIFT), *cur = m->mview + (f << PAGE_SHIFT);
 
 	/* Identity pages between two homecomings join the run: one mmap. */
 	if (s->last != UINT64_MAX && p > s->last && p - s->last <= SWEEP_GAP &&
@@ -125,9 +127,10 @@ static void sweep_page(struct sweep *s, uint64_t p)
 	if (occ != 0) {
 		uint64_t q = occ - 1, t = displace_target(s, q, p);
 		if (t == UINT64_MAX) {   /* swap through the buffer: q lands on f */
-			memcpy(s->tmp, home, PAGE_SIZE);
-			copy(m, p, cur);
-			copy(m, f, s->tmp);
+			memcpy(s->tmp, m->mview + (p << PAGE_SHIFT), PAGE_SIZE);
+			frame_copy(m, p, f);
+			memcpy(m->mview + (f << PAGE_SHIFT), s->tmp, PAGE_SIZE);
+			m->st.bytes_copied += PAGE_SIZE;
 			p2m_assign(m, p, p);
 			p2m_assign(m, q, f);
 			if (q != f)
@@ -138,7 +141,7 @@ static void sweep_page(struct sweep *s, uint64_t p)
 			s->last = p;
 			return;
 		}
-		copy(m, t, home);
+		frame_copy(m, t, p);
 		frame_set_free(m, t, false);
 		p2m_assign(m, q, t);
 		if (t != q)
@@ -149,7 +152,7 @@ static void sweep_page(struct sweep *s, uint64_t p)
 		frame_set_free(m, p, false);
 		s->direct++;
 	}
-	copy(m, p, cur);
+	frame_copy(m, p, f);
 	p2m_assign(m, p, p);
 	frame_released(m, f);
 	batch_add(&s->b, p);

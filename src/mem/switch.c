@@ -310,6 +310,7 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	for (size_t i = 0; i < n; i++)
 		range_remove(m, want[i][0], want[i][1]);
 	if (m->nranges == 0) {
+		spare_release(m);
 		state_drop(m);
 		m->nfree = m->cow_reserve = 0;
 	}

@@ -34,6 +34,8 @@ static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, stru
 		P("direct", s.direct);
 		P("indirect", s.indirect);
 		P("bytes_copied", s.bytes_copied);
+		P("holes_moved", s.holes_moved);
+		P("resident_bytes", s.resident_bytes);
 		P("migrations", s.migrations);
 		P("shares", s.shares);
 		P("cow_breaks", s.cow_breaks);
