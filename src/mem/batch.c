@@ -160,7 +160,12 @@ int batch_end(struct batch *b, struct err *e)
 	 * until it is told to go on. */
 	note_stall(m, tr - b->t_paused);
 	if (b->n) {   /* running average of mapping cost, for batch_full */
-		uint64_t per = (tr - tm) / b->n;
+		/* One sample counts at most twice the average: an mmap that waited
+		 * on the file's rmap lock (the host's DAMON walking a huge folio
+		 * mapped by hundreds of our VMAs: 10 ms and more) says nothing of
+		 * the next batch, and let in fully it shrank dozens of batches
+		 * after it to a few pages, each paying a whole pause. */
+		uint64_t per = MIN((tr - tm) / b->n, 2 * b->map_ns_per_page);
 		b->map_ns_per_page = (3 * b->map_ns_per_page + per) / 4;
 	}
 	for (size_t i = 0; i < n; i++)

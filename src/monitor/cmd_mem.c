@@ -57,6 +57,8 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 	fprintf(out, "never-written pages moved without a copy: %" PRIu64 "\n",
 		b.holes_moved - a.holes_moved);
 	print_ms(out, "took", b.last_devirtualize_ns);
+	if (b.paused_batches > a.paused_batches)
+		fprintf(out, "paused batches: %" PRIu64 "\n", b.paused_batches - a.paused_batches);
 	print_ms(out, "longest stall", b.last_stall_ns);
 	if (b.last_huge_chunks) {
 		fprintf(out, "huge pages restored: %" PRIu64 "\n", b.last_huge_chunks);
