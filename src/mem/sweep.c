@@ -127,6 +127,8 @@ static void sweep_page(struct sweep *s, uint64_t p)
 	if (occ != 0) {
 		uint64_t q = occ - 1, t = displace_target(s, q, p);
 		if (t == UINT64_MAX) {   /* swap through the buffer: q lands on f */
+			/* Rare (no free frame at all), so not hole-aware: reading
+			 * a never-written frame here allocates it, zeroed. */
 			memcpy(s->tmp, m->mview + (p << PAGE_SHIFT), PAGE_SIZE);
 			frame_copy(m, p, f);
 			memcpy(m->mview + (f << PAGE_SHIFT), s->tmp, PAGE_SIZE);
