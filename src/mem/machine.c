@@ -196,8 +196,11 @@ void machine_close(struct mem *m)
 
 /* Has machine frame mfn ever been written? A frame that was not is a hole
  * in the memfd (no page cache page) and reads as zeros. SEEK_DATA looks up
- * the page cache directly; mincore walked the machine view's page tables
- * and cost 15% of a devirtualize. */
+ * the page cache and stops at the first page present, so a written frame
+ * costs one lookup (mincore walked the machine view's page tables: 15% of a
+ * devirtualize). restore_huge asks the same of a whole 2 MiB chunk with
+ * mincore on the window instead: one call for 512 pages, where SEEK_HOLE
+ * could scan far past the chunk. */
 static bool frame_populated(const struct mem *m, uint64_t mfn)
 {
 	off_t off = (off_t)(mfn << PAGE_SHIFT);

@@ -54,7 +54,7 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 	fprintf(out, "pages: %" PRIu64 " skipped, %" PRIu64 " direct, %" PRIu64 " indirect\n",
 		b.skipped - a.skipped, b.direct - a.direct, b.indirect - a.indirect);
 	fprintf(out, "bytes copied: %" PRIu64 "\n", b.bytes_copied - a.bytes_copied);
-	fprintf(out, "never-written pages moved without a copy: %" PRIu64 "\n",
+	fprintf(out, "moves of never-written pages (no copy): %" PRIu64 "\n",
 		b.holes_moved - a.holes_moved);
 	print_ms(out, "took", b.last_devirtualize_ns);
 	if (b.paused_batches > a.paused_batches)
