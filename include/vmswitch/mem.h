@@ -170,6 +170,8 @@ struct mem_stats {
 	uint64_t last_virtualize_ns, last_devirtualize_ns;
 	uint64_t passthrough_page_ops;        /* per-page work done while pass-through: stays 0 */
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
+	uint64_t demand_faults;               /* pages mapped on a guest access while unmapped */
+	const char *last_method;              /* how the last devirtualize moved pages, or NULL */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);
 /* Start the peak counters (longest stalls) afresh; totals stay. */

@@ -65,6 +65,18 @@ uint8_t *window_addr(const struct mem *m, uint64_t pfn)
 	return NULL;
 }
 
+/* The PFN whose window page holds host address addr, or UINT64_MAX. */
+uint64_t window_pfn(const struct mem *m, uint64_t addr)
+{
+	for (unsigned i = 0; i < m->lay.nr; i++) {
+		uintptr_t lo = (uintptr_t)m->win[i].hva;
+		uint64_t pages = m->win[i].end - m->win[i].first;
+		if (addr >= lo && addr < lo + (pages << PAGE_SHIFT))
+			return m->win[i].first + ((addr - lo) >> PAGE_SHIFT);
+	}
+	return UINT64_MAX;
+}
+
 /* Reserve size bytes of address space aligned to 2 MiB (so THP can map it). */
 static void *reserve_aligned(uint64_t size, struct err *e)
 {
@@ -201,7 +213,7 @@ void machine_close(struct mem *m)
  * devirtualize). restore_huge asks the same of a whole 2 MiB chunk with
  * mincore on the window instead: one call for 512 pages, where SEEK_HOLE
  * could scan far past the chunk. */
-static bool frame_populated(const struct mem *m, uint64_t mfn)
+bool frame_populated(const struct mem *m, uint64_t mfn)
 {
 	off_t off = (off_t)(mfn << PAGE_SHIFT);
 	off_t data = lseek(m->memfd, off, SEEK_DATA);
@@ -220,17 +232,25 @@ static bool frame_populated(const struct mem *m, uint64_t mfn)
  * zeroed page (the frame stays allocated, its folio intact). */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from)
 {
+	bool data = frame_populated(m, from);
+
+	frame_copy_known(m, to, from, data, !data && frame_populated(m, to));
+}
+
+/* The copy itself, when the caller knows which of the two frames hold data
+ * (to_data matters only when from holds none). */
+void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data)
+{
 	uint8_t *dst = m->mview + (to << PAGE_SHIFT);
 
-	if (frame_populated(m, from)) {
+	if (from_data) {
 		memcpy(dst, m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
 		m->st.bytes_copied += PAGE_SIZE;
-	} else if (frame_populated(m, to)) {
-		memset(dst, 0, PAGE_SIZE);
-		m->st.holes_moved++;
-	} else {
-		m->st.holes_moved++;
+		return;
 	}
+	if (to_data)
+		memset(dst, 0, PAGE_SIZE);
+	m->st.holes_moved++;
 }
 
 /* Give the spare frames' memory back once no PFN can map one (all memory

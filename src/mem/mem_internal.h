@@ -86,10 +86,14 @@ bool mem_is_ram(const struct mem *m, uint64_t pfn);
 int machine_open(struct mem *m, struct err *e);
 void machine_close(struct mem *m);
 uint8_t *window_addr(const struct mem *m, uint64_t pfn);
+uint64_t window_pfn(const struct mem *m, uint64_t addr);
 int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
+/* Has the frame ever been written (is it not a hole in the memfd)? */
+bool frame_populated(const struct mem *m, uint64_t mfn);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);
+void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data);
 uint64_t machine_resident_bytes(const struct mem *m);
 void spare_release(struct mem *m);
 int vma_budget(struct mem *m, uint64_t more, struct err *e);
@@ -151,6 +155,9 @@ int move_frame(struct mem *m, uint64_t from, uint64_t to, struct err *e);
 void frame_released(struct mem *m, uint64_t from);
 void note_stall(struct mem *m, uint64_t ns);
 void notify(struct mem *m, uint64_t pfn);
+/* The range's one identity mapping back (all its pages home), huge pages. */
+int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+void restore_huge(struct mem *m, uint64_t first, uint64_t end);
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e);
 
@@ -190,6 +197,12 @@ bool batch_wanted(const struct mem *m);
 bool sweep_possible(const struct mem *m);
 int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e);
+
+/* lazy.c: devirtualize with unmapped pages and demand faults. */
+bool lazy_possible(const struct mem *m, const uint64_t (*want)[2], size_t nwant);
+/* 0 done, -1 failed, 1 not possible on this host (nothing changed). */
+int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		      struct err *e);
 
 /* switch.c */
 void mode_update(struct mem *m);

@@ -270,7 +270,7 @@ static bool chunk_resident(uint8_t *p)
 	return true;
 }
 
-static void restore_huge(struct mem *m, uint64_t first, uint64_t end)
+void restore_huge(struct mem *m, uint64_t first, uint64_t end)
 {
 	const uint64_t per = HUGE_SIZE / PAGE_SIZE;
 	uint64_t t0 = now_ns();
@@ -302,7 +302,7 @@ static void restore_huge(struct mem *m, uint64_t first, uint64_t end)
  * either way. */
 #define IDENTITY_CHUNK_PAGES 64
 
-static int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
 	for (uint64_t a = first; a < end;) {
 		uint64_t b = MIN(end, ALIGN_DOWN(a + IDENTITY_CHUNK_PAGES, IDENTITY_CHUNK_PAGES));
@@ -322,15 +322,25 @@ static int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, str
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e)
 {
-	int rc;
+	int rc = 1;
 
 	if (!m->state_dirty) {
 		for (size_t i = 0; i < nwant; i++)
 			m->st.skipped += want[i][1] - want[i][0];
+		m->st.last_method = "none needed (nothing was remapped)";
 		rc = 0;
-	} else if (sweep_possible(m)) {
+	} else if (lazy_possible(m, want, nwant)) {
+		m->st.last_method = "unmapped pages, mapped again on demand";
+		rc = lazy_devirtualize(m, want, nwant, e);
+		if (rc == 0)
+			return 0;   /* one mapping per range already */
+	}
+	if (rc == 1 && sweep_possible(m)) {
+		m->st.last_method = "PFN-order sweep in paused batches";
 		rc = sweep_devirtualize(m, want, nwant, e);
-	} else {
+	} else if (rc == 1) {
+		m->st.last_method = batch_wanted(m) ? "planned moves in paused batches"
+						    : "planned moves, write-protected";
 		rc = plan_and_execute(m, want, nwant, e);
 	}
 	/* Pages of `want` moved in paused batches were left unregistered (about

@@ -98,22 +98,11 @@ void wp_wake(struct mem *m, uint64_t first, uint64_t end)
 	(void)ioctl(m->uffd, UFFDIO_WAKE, &r);
 }
 
-static uint64_t addr_pfn(const struct mem *m, uint64_t addr)
-{
-	for (unsigned i = 0; i < m->lay.nr; i++) {
-		uintptr_t lo = (uintptr_t)m->win[i].hva;
-		uint64_t pages = m->win[i].end - m->win[i].first;
-		if (addr >= lo && addr < lo + (pages << PAGE_SHIFT))
-			return m->win[i].first + ((addr - lo) >> PAGE_SHIFT);
-	}
-	return UINT64_MAX;
-}
-
 /* A write hit a protected page. With the lock held nothing is mid-copy, so
  * a protected page is either shared (break it) or stale (unprotect it). */
 static void service_fault(struct mem *m, uint64_t addr)
 {
-	uint64_t pfn = addr_pfn(m, addr);
+	uint64_t pfn = window_pfn(m, addr);
 	struct err e = {0};
 
 	if (pfn == UINT64_MAX)

@@ -51,12 +51,17 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 		return -1;
 	mem_get_stats(mon->t.mem, &b);
 	fprintf(out, "mode: %s\n", mon_mode_name(mon->t.mem));
+	if (b.last_method)
+		fprintf(out, "method: %s\n", b.last_method);
 	fprintf(out, "pages: %" PRIu64 " skipped, %" PRIu64 " direct, %" PRIu64 " indirect\n",
 		b.skipped - a.skipped, b.direct - a.direct, b.indirect - a.indirect);
 	fprintf(out, "bytes copied: %" PRIu64 "\n", b.bytes_copied - a.bytes_copied);
 	fprintf(out, "moves of never-written pages (no copy): %" PRIu64 "\n",
 		b.holes_moved - a.holes_moved);
 	print_ms(out, "took", b.last_devirtualize_ns);
+	if (b.demand_faults > a.demand_faults)
+		fprintf(out, "pages mapped on guest access meanwhile: %" PRIu64 "\n",
+			b.demand_faults - a.demand_faults);
 	if (b.paused_batches > a.paused_batches)
 		fprintf(out, "paused batches: %" PRIu64 "\n", b.paused_batches - a.paused_batches);
 	print_ms(out, "longest stall", b.last_stall_ns);

@@ -45,6 +45,8 @@ static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, stru
 		P("last_virtualize_ns", s.last_virtualize_ns);
 		P("last_devirtualize_ns", s.last_devirtualize_ns);
 		P("passthrough_page_ops", s.passthrough_page_ops);
+		P("paused_batches", s.paused_batches);
+		P("demand_faults", s.demand_faults);
 	}
 	if (mon->t.mmu) {
 		struct mmu_stats s;

@@ -7,7 +7,8 @@
  * evacuate -> devirtualize. At the end every word must hold exactly what
  * its writer last wrote, P2M must be the identity and each window one
  * mapping again. With uffd write protection (1 and 2 writers) and with
- * paused batches (the pause callback stops the writers). */
+ * paused batches (the pause callback stops the writers), and by default
+ * (a whole devirtualize unmaps what it moves: lazy.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -40,6 +41,7 @@ struct rig {
 	struct mem *m;
 	unsigned nwriters;
 	bool pause_mode;          /* writers honour pauses (never share then) */
+	bool unmapped;            /* whole devirtualize expected to unmap (lazy.c) */
 	pthread_rwlock_t gate;    /* writers read-hold it per store; pause write-holds it */
 	atomic_bool stop;
 	atomic_uint_fast64_t cold_open;   /* cold pages [HOT, cold_open) are written too */
@@ -209,6 +211,10 @@ static void round_trip(struct rig *r, unsigned round)
 	}
 	must(mem_devirtualize(r->m, 0, 0, &e), &e, "devirtualize");
 	ck_assert_int_eq(mem_get_mode(r->m), MEM_PASSTHROUGH);
+	struct mem_stats st;
+	mem_get_stats(r->m, &st);
+	ck_assert_ptr_nonnull(st.last_method);
+	ck_assert_int_eq(strncmp(st.last_method, "unmapped", 8) == 0, r->unmapped);
 	for (uint64_t p = 0; p < PAGES; p++) {
 		uint64_t f;
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
@@ -226,7 +232,8 @@ static void stress(unsigned nwriters, enum protect how, unsigned rounds)
 	struct mem_config cfg = { .ram_size = RAM, .spare_size = SPARE,
 				  .backmap = BACKMAP_LIST, .protect_by_pause = how == PROTECT_PAUSE,
 				  .protect_by_wp = how == PROTECT_WP };
-	struct rig r = { .nwriters = nwriters, .pause_mode = pause_mode };
+	struct rig r = { .nwriters = nwriters, .pause_mode = pause_mode,
+			 .unmapped = how == PROTECT_DEFAULT };
 	struct mem_ops ops = { .ctx = &r, .pause = pause_writers, .resume = resume_writers };
 	struct writer w[4];
 	struct err e = {0};
@@ -268,6 +275,11 @@ static void stress(unsigned nwriters, enum protect how, unsigned rounds)
 	ck_assert_uint_eq(st.devirtualizations, 3 * rounds);   /* two pieces, then the rest */
 	if (!pause_mode)
 		ck_assert_uint_gt(st.cow_breaks, 0);
+	/* Unmapped pages the writers touched were brought home on demand. */
+	if (r.unmapped)
+		ck_assert_uint_gt(st.demand_faults, 0);
+	else
+		ck_assert_uint_eq(st.demand_faults, 0);
 	/* Each mode really took its path: pauses, or none at all. */
 	if (pause_mode)
 		ck_assert_uint_gt(st.paused_batches, 2 * rounds);
@@ -350,7 +362,8 @@ START_TEST(two_writers_uffd) { stress(2, PROTECT_WP, 6); }
 END_TEST
 START_TEST(two_writers_paused) { stress(2, PROTECT_PAUSE, 4); }
 END_TEST
-/* The default: devirtualize sweeps in PFN order in paused batches. */
+/* The default: pieces sweep in PFN order in paused batches; the whole
+ * unmaps the pages still to move and serves the writers' faults. */
 START_TEST(two_writers_default_batches) { stress(2, PROTECT_DEFAULT, 4); }
 END_TEST
 
