@@ -1,27 +1,37 @@
 /* Devirtualize by unmapping: pages come home through the machine view while
- * the guest cannot see them, and any page the guest touches meanwhile is
+ * the guest cannot see them, and a page the guest touches meanwhile is
  * brought home on demand.
  *
- * Each window chunk holding a page not on its own frame is replaced (under
- * one short vCPU pause) by an identity mapping with no page tables,
- * registered for userfaultfd minor and missing faults. Such a page is then
- * reachable only through the machine view: no vCPU can write it, so moving
- * it needs no write protection, no pause and no mmap; a page displaced from
- * the frame it needs is just a P2M change. A guest access faults to the
- * fault thread, which brings that page home first (the same move) and maps
- * it (UFFDIO_CONTINUE, or UFFDIO_ZEROPAGE for a never-written frame). Once
- * every page is home, unregistering leaves one identity mapping.
+ * Each window chunk holding a page not on its own frame is replaced by an
+ * identity mapping with no page tables, registered for userfaultfd minor
+ * and missing faults. A page to move is then reachable only through the
+ * machine view: no vCPU can write it, so moving it needs no write
+ * protection, no pause and no mmap, and a page displaced from the frame it
+ * needs is just a P2M change. A guest access faults to the mover thread,
+ * which brings that page home first and maps it (UFFDIO_CONTINUE, or
+ * UFFDIO_ZEROPAGE for a never-written frame). Once every page is home,
+ * unregistering leaves one identity mapping.
+ *
+ * No vCPU is paused either: the chunk's new mapping is made and registered
+ * at a scratch address and moved over the chunk with mremap, which replaces
+ * the old mappings atomically (userfaultfd keeps the registration across
+ * the move when asked for UFFD_FEATURE_EVENT_REMAP, and the mremap waits
+ * until the mover has read that event). A vCPU waits only if it faults
+ * while a chunk's old per-page mappings are torn down.
  *
  * The paused sweep (sweep.c) instead gave every displaced page a mapping of
- * its own: one mmap each (VMA split and merge, the file's interval tree,
- * KVM's MMU notifier), most of its time, plus a vCPU pause per batch.
+ * its own, one mmap each (VMA split and merge, the file's interval tree,
+ * KVM's MMU notifier), and paused the vCPUs for every batch.
  *
- * Moves are done under l->lock, by the sweeper (the monitor thread, which
- * also holds the mem lock) and the fault thread alike. While chunks are
- * still being converted, a fault may need a page out of a frame whose
- * occupant is not converted yet: that occupant moves the protected way
- * (move_page). Used when devirtualizing everything, nothing is shared or
- * retired, a frame is free, and the kernel has minor faults on shmem. */
+ * Threads: the caller (monitor thread, holding the mem lock) converts
+ * chunks in PFN order; the mover thread alone moves pages, serving faults
+ * first and sweeping in PFN order behind the conversion front. A fault may
+ * need a page out of a frame whose occupant is not converted yet: that
+ * occupant moves the protected way (move_page), under map_lock, which the
+ * mover only tries: the converter holds it while its mremap waits for the
+ * mover to read the event. Used when devirtualizing everything, nothing is
+ * shared or retired, a frame is free, and the kernel has minor faults on
+ * shmem. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
@@ -31,46 +41,67 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mem_internal.h"
 
-/* PFNs converted at a time: each mmap tears down the chunk's per-page
- * mappings (a few µs each); a pause converts as many as its budget allows. */
-#define LAZY_CHUNK 64
-#define LAZY_STEPS 16         /* moves between looks for a waiting fault */
-#define LAZY_PENDING 64       /* faults waiting for a move that failed */
+/* PFNs unmapped per mremap: tearing down the chunk's per-page mappings
+ * (a few µs each) holds the address-space lock, which a faulting vCPU
+ * waits for; the move's event round trip (~0.1 ms) is paid per chunk. */
+#define LAZY_CHUNK 256
+#define LAZY_STEPS 16         /* moves between looks for faults */
+#define LAZY_PENDING 256      /* faults waiting to be served again */
 
 struct lazy {
 	struct mem *m;
-	int uffd, stop_fd;
+	const uint64_t (*want)[2];
+	size_t nwant;
+	int uffd, stop_fd, wake_fd;   /* wake_fd: the converter made progress */
 	pthread_t thr;
 	bool thr_running;
-	pthread_mutex_t lock;     /* P2M, frames, inv, conv: sweeper vs fault thread */
-	atomic_uint waiting;      /* the fault thread wants the lock */
-	uint32_t *inv;            /* per MFN: 1 + the non-identity PFN on it, or 0 */
-	uint64_t *conv;           /* per PFN bit: window page converted */
-	uint64_t *data;           /* per MFN bit: frame written (see know_data), or NULL */
-	uint64_t conv_ns;         /* running average of converting one chunk */
+	pthread_mutex_t map_lock;     /* window mappings: converter vs move_page */
+	pthread_mutex_t done_lock;
+	pthread_cond_t done_cond;
+	bool done;                    /* the mover has every page home, or gave up */
+	atomic_bool all_converted, abort;
+	atomic_bool want_map;         /* the mover needs map_lock for a fault */
+	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
+	uint64_t longest_convert_ns;
+
+	/* The mover's own. */
+	uint32_t *inv;                /* per MFN: 1 + the non-identity PFN on it, or 0 */
+	size_t r;                     /* sweep cursor: range, PFN */
+	uint64_t p;
+	uint64_t chain;               /* next PFN of the cycle being unwound, or UINT64_MAX */
+	bool blocked;                 /* the cursor waits for the conversion front */
+	bool skipped;                 /* a page was left for the final pass */
+	int rc;
+	struct err err;
 	uint64_t direct, indirect, faults;
 	uint64_t pending[LAZY_PENDING];
 	size_t npending;
 };
 
-static bool bit(const uint64_t *map, uint64_t i);
-static void lazy_lock(struct lazy *l);
-static void lazy_unlock(struct lazy *l);
-
 static bool converted(const struct lazy *l, uint64_t pfn)
 {
-	return bit(l->conv, pfn);
+	return atomic_load_explicit(&l->conv[pfn / 64], memory_order_acquire) >> (pfn % 64) & 1;
+}
+
+static void set_converted(struct lazy *l, uint64_t pfn, bool on)
+{
+	if (on)
+		atomic_fetch_or_explicit(&l->conv[pfn / 64], 1ULL << (pfn % 64),
+					 memory_order_release);
+	else
+		atomic_fetch_and(&l->conv[pfn / 64], ~(1ULL << (pfn % 64)));
 }
 
 static bool home(const struct mem *m, uint64_t pfn)
@@ -78,75 +109,10 @@ static bool home(const struct mem *m, uint64_t pfn)
 	return m->p2m[pfn] == 0;
 }
 
-static bool bit(const uint64_t *map, uint64_t i)
+static void wake_range(struct lazy *l, uint64_t pfn)
 {
-	return map[i / 64] >> (i % 64) & 1;
-}
-
-static void bit_set(uint64_t *map, uint64_t i, bool on)
-{
-	if (on)
-		map[i / 64] |= 1ULL << (i % 64);
-	else
-		map[i / 64] &= ~(1ULL << (i % 64));
-}
-
-/* Once every page to move is unmapped, which frames hold data can change
- * only by our own copies (home pages change, but are never copied): one
- * pass of SEEK_DATA/SEEK_HOLE then replaces a lookup per copy (an lseek
- * each was 15% of a devirtualize). Best effort: without it, lseek per copy. */
-static void know_data(struct lazy *l)
-{
-	struct mem *m = l->m;
-	off_t end = (off_t)(m->nr_mfn << PAGE_SHIFT), a = 0, b;
-	uint64_t *map = calloc(m->nr_mfn / 64 + 1, sizeof(*map));
-
-	if (!map)
-		return;
-	lazy_lock(l);   /* the fault thread copies too */
-	while (a < end && (a = lseek(m->memfd, a, SEEK_DATA)) >= 0) {
-		b = lseek(m->memfd, a, SEEK_HOLE);
-		if (b < 0)
-			b = end;
-		for (uint64_t f = (uint64_t)a >> PAGE_SHIFT; f < ((uint64_t)b + PAGE_SIZE - 1) >> PAGE_SHIFT; f++)
-			bit_set(map, f, true);
-		a = b;
-	}
-	if (a >= 0 || errno == ENXIO)   /* ENXIO: no data after a */
-		l->data = map;
-	else
-		free(map);
-	lazy_unlock(l);
-}
-
-static void copy(struct lazy *l, uint64_t to, uint64_t from)
-{
-	if (!l->data) {
-		frame_copy(l->m, to, from);
-		return;
-	}
-	bool d = bit(l->data, from);
-	frame_copy_known(l->m, to, from, d, bit(l->data, to));
-	if (d)
-		bit_set(l->data, to, true);
-}
-
-/* True when the kernel can do it; a separate fd from write protection's:
- * a VMA has one userfaultfd, and these ranges are about to leave it. */
-static int lazy_open(struct lazy *l)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MINOR_SHMEM };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0)
-		return -1;
-	if (ioctl(fd, UFFDIO_API, &api) < 0 || !(api.features & UFFD_FEATURE_MINOR_SHMEM) ||
-	    !(api.ioctls & (1ULL << _UFFDIO_REGISTER))) {
-		close(fd);
-		return -1;
-	}
-	l->uffd = fd;
-	return 0;
+	struct uffdio_range r = { (uintptr_t)window_addr(l->m, pfn), PAGE_SIZE };
+	(void)ioctl(l->uffd, UFFDIO_WAKE, &r);
 }
 
 /* A free frame for q, displaced from frame p: its own if free (q is home
@@ -162,226 +128,356 @@ static uint64_t displace_target(struct mem *m, uint64_t q)
 	return t != UINT64_MAX ? t : frame_find_free(m, 0, 0);
 }
 
-/* Bring converted page p home (l->lock held); returns the frame it left, or
- * UINT64_MAX if it could not move (its frame's occupant could not). */
-static uint64_t home_one(struct lazy *l, uint64_t p, struct err *e)
+/* Occupant q of frame p leaves for free frame t. Unmapped, that is a copy
+ * and a P2M change; still mapped (its chunk not converted yet), a protected
+ * move. Returns 1 when it must wait (the converter holds map_lock). */
+static int displace(struct lazy *l, uint64_t q, uint64_t p, uint64_t t, struct err *e)
+{
+	struct mem *m = l->m;
+	int rc = 0;
+
+	if (!converted(l, q)) {
+		/* Only tried: the converter holds it through an mremap that waits
+		 * for this thread. Asked for, it lets go before its next chunk. */
+		if (pthread_mutex_trylock(&l->map_lock) != 0) {
+			atomic_store(&l->want_map, true);
+			return 1;
+		}
+		atomic_store(&l->want_map, false);
+		if (!converted(l, q)) {   /* the converter may have got there first */
+			struct move_ctx c = {0};
+			rc = move_page(m, q, t, &c, e);
+			pthread_mutex_unlock(&l->map_lock);
+			return rc;
+		}
+		pthread_mutex_unlock(&l->map_lock);
+	}
+	frame_copy(l->m, t, p);
+	frame_set_free(m, t, false);
+	p2m_assign(m, q, t);
+	return 0;
+}
+
+/* Bring converted page p home: 0 done (*left: the frame it left), 1 not now,
+ * -1 failed. */
+static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 {
 	struct mem *m = l->m;
 	uint64_t f = p2m_get(m, p), occ = l->inv[p];
 
-	if (f == p)
-		return UINT64_MAX;
 	if (occ != 0) {
 		uint64_t q = occ - 1, t = displace_target(m, q);
-		if (t == UINT64_MAX) {
-			err_set(e, ENOSPC, "no free machine frame to move PFN 0x%llx to",
-				(unsigned long long)q);
-			return UINT64_MAX;
-		}
-		if (converted(l, q)) {   /* unmapped: a P2M change */
-			copy(l, t, p);
-			frame_set_free(m, t, false);
-			p2m_assign(m, q, t);
-		} else {
-			struct move_ctx c = {0};
-			if (move_page(m, q, t, &c, e) < 0)
-				return UINT64_MAX;
-		}
+		if (t == UINT64_MAX)
+			return err_set(e, ENOSPC, "no free machine frame to move PFN 0x%llx to",
+				       (unsigned long long)q);
+		int rc = displace(l, q, p, t, e);
+		if (rc != 0)
+			return rc;
 		l->inv[t] = t == q ? 0 : (uint32_t)occ;
 		l->indirect++;
 	} else {
 		l->direct++;
 	}
 	frame_set_free(m, p, false);
-	copy(l, p, f);
+	frame_copy(l->m, p, f);
 	p2m_assign(m, p, p);
 	l->inv[p] = l->inv[f] = 0;
 	frame_released(m, f);
 	notify(m, p);
-	return f;
+	*left = f;
+	return 0;
 }
 
-/* Map home page p for the guest and wake whoever faulted on it. */
-static void map_home(struct lazy *l, uint64_t p)
+/* Map home page p for the guest (waking whoever faulted on it): false when
+ * the map must wait for a pending mremap event to be read. */
+static bool map_home(struct lazy *l, uint64_t p)
 {
-	struct mem *m = l->m;
-	uintptr_t a = (uintptr_t)window_addr(m, p);
+	uintptr_t a = (uintptr_t)window_addr(l->m, p);
 	int rc;
 
-	if (frame_populated(m, p)) {
+	if (frame_populated(l->m, p)) {
 		struct uffdio_continue c = { .range = { a, PAGE_SIZE } };
 		rc = ioctl(l->uffd, UFFDIO_CONTINUE, &c);
 	} else {
 		struct uffdio_zeropage z = { .range = { a, PAGE_SIZE } };
 		rc = ioctl(l->uffd, UFFDIO_ZEROPAGE, &z);
 	}
+	if (rc < 0 && errno == EAGAIN)   /* an mremap's event is not read yet */
+		return false;
 	if (rc < 0) {
 		/* EEXIST: another vCPU's fault mapped it first. */
-		struct uffdio_range r = { a, PAGE_SIZE };
 		if (errno != EEXIST)
 			log_warn("mapping PFN 0x%llx on demand: %s", (unsigned long long)p,
 				 strerror(errno));
-		(void)ioctl(l->uffd, UFFDIO_WAKE, &r);
+		wake_range(l, p);
 	}
+	return true;
 }
 
-static void lazy_lock(struct lazy *l)
-{
-	pthread_mutex_lock(&l->lock);
-}
-
-static void lazy_unlock(struct lazy *l)
-{
-	pthread_mutex_unlock(&l->lock);
-}
-
-/* One fault: true when served, false to retry later. */
+/* One fault: true when served, false to try again later. */
 static bool serve(struct lazy *l, uint64_t p)
 {
 	struct err e = {0};
-	uint64_t t0 = now_ns();
-	bool ok = true;
+	uint64_t t0 = now_ns(), f;
 
-	atomic_fetch_add(&l->waiting, 1);
-	lazy_lock(l);
-	atomic_fetch_sub(&l->waiting, 1);
 	if (!converted(l, p)) {   /* mapped on its own again after a failure */
-		struct uffdio_range r = { (uintptr_t)window_addr(l->m, p), PAGE_SIZE };
-		(void)ioctl(l->uffd, UFFDIO_WAKE, &r);
-	} else if (!home(l->m, p) && home_one(l, p, &e) == UINT64_MAX) {
-		log_warn("bringing PFN 0x%llx home on demand: %s (will retry)",
-			 (unsigned long long)p, e.msg);
-		ok = false;
-	} else {
-		map_home(l, p);
-		l->faults++;
-		note_stall(l->m, now_ns() - t0);
+		wake_range(l, p);
+		return true;
 	}
-	lazy_unlock(l);
-	return ok;
+	if (!home(l->m, p)) {
+		int rc = home_one(l, p, &f, &e);
+		if (rc < 0)
+			log_warn("bringing PFN 0x%llx home on demand: %s (will retry)",
+				 (unsigned long long)p, e.msg);
+		if (rc != 0)
+			return false;
+	}
+	if (!map_home(l, p))
+		return false;
+	l->faults++;
+	note_stall(l->m, now_ns() - t0);
+	return true;
+}
+
+static void defer(struct lazy *l, uint64_t p)
+{
+	if (l->npending < LAZY_PENDING)
+		l->pending[l->npending++] = p;
+	else   /* its vCPU waits until the range is unregistered at the end */
+		log_warn("too many faults waiting; PFN 0x%llx waits for the end", (unsigned long long)p);
 }
 
 static void retry_pending(struct lazy *l)
 {
-	size_t n = 0;
+	size_t n = 0, was = l->npending;
 
-	for (size_t i = 0; i < l->npending; i++)
+	l->npending = 0;
+	for (size_t i = 0; i < was; i++)
 		if (!serve(l, l->pending[i]))
 			l->pending[n++] = l->pending[i];
 	l->npending = n;
 }
 
-static void *fault_thread(void *arg)
+/* Read every message: faults are served, a remap event is done by being
+ * read (its mremap returns). */
+static void drain(struct lazy *l)
 {
-	struct lazy *l = arg;
-	struct pollfd pfd[2] = { { .fd = l->uffd, .events = POLLIN },
-				 { .fd = l->stop_fd, .events = POLLIN } };
+	struct uffd_msg msg[16];
+	ssize_t n;
 
-	for (;;) {
-		if (poll(pfd, 2, l->npending ? 1 : -1) < 0 && errno != EINTR)
-			break;
-		if (pfd[1].revents)
-			break;
-		retry_pending(l);
-		struct uffd_msg msg[16];
-		ssize_t n = read(l->uffd, msg, sizeof(msg));
+	while ((n = read(l->uffd, msg, sizeof(msg))) > 0)
 		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msg[0]); i++) {
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
 			uint64_t p = window_pfn(l->m, msg[i].arg.pagefault.address);
-			if (p != UINT64_MAX && !serve(l, p) && l->npending < LAZY_PENDING)
-				l->pending[l->npending++] = p;
+			if (p != UINT64_MAX && !serve(l, p))
+				defer(l, p);
 		}
+}
+
+static void sweep_done(struct lazy *l, int rc)
+{
+	pthread_mutex_lock(&l->done_lock);
+	l->done = true;
+	l->rc = rc;
+	pthread_cond_signal(&l->done_cond);
+	pthread_mutex_unlock(&l->done_lock);
+}
+
+/* The cursor's next page with work, or false (pass over, or waiting). */
+static bool next_page(struct lazy *l)
+{
+	struct mem *m = l->m;
+
+	for (;;) {
+		if (l->r == l->nwant) {
+			/* Every page to move was reached, so was converted. */
+			if (!atomic_load(&l->all_converted)) {
+				l->blocked = true;
+				return false;
+			}
+			if (!l->skipped) {
+				sweep_done(l, 0);
+				return false;
+			}
+			/* Final pass: everything is unmapped now. */
+			l->skipped = false;
+			l->r = 0;
+			l->p = l->want[0][0];
+		}
+		if (l->p >= l->want[l->r][1]) {
+			if (++l->r < l->nwant)
+				l->p = l->want[l->r][0];
+			continue;
+		}
+		if (home(m, l->p)) {
+			l->p++;
+			continue;
+		}
+		if (!converted(l, l->p)) {   /* the conversion front: wait */
+			l->blocked = true;
+			return false;
+		}
+		uint32_t occ = l->inv[l->p];
+		if (occ && !converted(l, occ - 1)) {   /* would need a protected move */
+			l->skipped = true;
+			l->p++;
+			continue;
+		}
+		return true;
+	}
+}
+
+/* Does x come home in the chain (unmapped and not home yet)? */
+static bool chain_next(const struct lazy *l, uint64_t x)
+{
+	return x < l->m->ram_top && converted(l, x) && !home(l->m, x);
+}
+
+/* Up to LAZY_STEPS moves: from the cursor's page, follow the frames each
+ * move frees (the PFN that wants frame f comes next), so a cycle unwinds
+ * with one displaced page and every other page is copied once. A cycle can
+ * be as long as RAM: it is resumed, never finished in one go, so faults
+ * wait for LAZY_STEPS moves at most. */
+static void sweep_some(struct lazy *l)
+{
+	unsigned steps = 0;
+
+	l->blocked = false;
+	if (atomic_load(&l->abort)) {
+		sweep_done(l, -1);
+		return;
+	}
+	while (steps < LAZY_STEPS) {
+		uint64_t x = l->chain, f;
+		l->chain = UINT64_MAX;
+		if (x == UINT64_MAX || !chain_next(l, x)) {
+			if (!next_page(l))
+				return;
+			x = l->p++;
+		}
+		int rc = home_one(l, x, &f, &l->err);
+		if (rc < 0) {
+			sweep_done(l, -1);
+			return;
+		}
+		if (rc > 0) {   /* not now: the final pass retries it */
+			l->skipped = true;
+			continue;
+		}
+		steps++;
+		if (chain_next(l, f))
+			l->chain = f;
+	}
+}
+
+static void *mover(void *arg)
+{
+	struct lazy *l = arg;
+	struct pollfd pfd[3] = { { .fd = l->uffd, .events = POLLIN },
+				 { .fd = l->stop_fd, .events = POLLIN },
+				 { .fd = l->wake_fd, .events = POLLIN } };
+
+	for (;;) {
+		int timeout = (!l->done && !l->blocked) || atomic_load(&l->want_map) ? 0 :
+			      l->npending ? 1 : -1;
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (pfd[2].revents) {
+			uint64_t v;
+			if (read(l->wake_fd, &v, sizeof(v)) < 0)
+				v = 0;   /* nothing to clear */
+		}
+		drain(l);
+		retry_pending(l);
+		if (!l->done)
+			sweep_some(l);
+	}
+	if (!l->done) {   /* poll failed: do not leave the converter waiting */
+		err_sys(&l->err, "polling the demand-fault fd");
+		sweep_done(l, -1);
 	}
 	return NULL;
 }
 
-static int thread_start(struct lazy *l, struct err *e)
+static int fd_eventfd(int *fd, struct err *e)
 {
-	l->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (l->stop_fd < 0)
-		return err_sys(e, "creating the eventfd that stops the demand-fault thread");
-	int rc = pthread_create(&l->thr, NULL, fault_thread, l);
+	*fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return *fd < 0 ? err_sys(e, "creating an eventfd for the devirtualize mover") : 0;
+}
+
+static int mover_start(struct lazy *l, struct err *e)
+{
+	if (fd_eventfd(&l->stop_fd, e) < 0 || fd_eventfd(&l->wake_fd, e) < 0)
+		return -1;
+	int rc = pthread_create(&l->thr, NULL, mover, l);
 	if (rc) {
 		errno = rc;
-		return err_sys(e, "starting the demand-fault thread");
+		return err_sys(e, "starting the devirtualize mover thread");
 	}
 	l->thr_running = true;
 	return 0;
 }
 
-static void thread_stop(struct lazy *l)
+static void kick(int fd)
 {
 	uint64_t one = 1;
+	if (write(fd, &one, sizeof(one)) < 0)
+		log_debug("eventfd write: %s", strerror(errno));
+}
 
-	if (l->thr_running && write(l->stop_fd, &one, sizeof(one)) == sizeof(one))
+static void mover_stop(struct lazy *l)
+{
+	if (l->thr_running) {
+		kick(l->stop_fd);
 		pthread_join(l->thr, NULL);
+	}
 	l->thr_running = false;
 }
 
-static int lazy_register(struct lazy *l, uint64_t first, uint64_t end, struct err *e)
+static void mover_wait(struct lazy *l)
 {
-	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)window_addr(l->m, first),
-			   .len = (end - first) << PAGE_SHIFT },
-		.mode = UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_MISSING,
-	};
-	if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0)
-		return err_sys(e, "registering PFNs 0x%llx-0x%llx for demand faults",
-			       (unsigned long long)first, (unsigned long long)end);
-	return 0;
+	pthread_mutex_lock(&l->done_lock);
+	while (!l->done)
+		pthread_cond_wait(&l->done_cond, &l->done_lock);
+	pthread_mutex_unlock(&l->done_lock);
 }
 
-/* Per-page mappings back for a chunk whose conversion failed half way
- * (vCPUs paused, so nothing saw it). */
-static void chunk_unconvert(struct lazy *l, uint64_t first, uint64_t end)
-{
-	struct err e = {0};
-
-	for (uint64_t x = first; x < end; x++)
-		if (window_map_page(l->m, x, p2m_get(l->m, x), &e) < 0)
-			log_warn("%s", e.msg);
-}
-
-/* Replace [first, end) of the window by the unmapped identity mapping
- * (vCPUs paused, l->lock held). */
+/* Replace [first, end) of the window by its identity mapping, unmapped and
+ * registered (map_lock held). */
 static int chunk_convert(struct lazy *l, uint64_t first, uint64_t end, struct err *e)
 {
-	uint64_t t0 = now_ns();
-	int rc = vma_budget(l->m, 4, e);
-
-	if (rc == 0)
-		rc = window_map_identity(l->m, first, end, e);
-	if (rc == 0 && (rc = lazy_register(l, first, end, e)) < 0)
-		chunk_unconvert(l, first, end);
-	for (uint64_t x = first; x < end && rc == 0; x++)
-		bit_set(l->conv, x, true);
-	/* Running average; one slow sample (an mmap that waited on the file's
-	 * rmap lock) counts at most twice the average, as in batch.c. */
-	uint64_t ns = MIN(now_ns() - t0, 2 * l->conv_ns);
-	l->conv_ns = (3 * l->conv_ns + ns) / 4;
-	return rc;
-}
-
-static int convert_pause(struct lazy *l, uint64_t *t_paused, struct err *e)
-{
 	struct mem *m = l->m;
+	size_t len = (end - first) << PAGE_SHIFT;
 
-	if (m->ops.pause(m->ops.ctx) < 0)
-		return err_set(e, EIO, "pausing the vCPUs to unmap guest pages");
-	*t_paused = now_ns();
-	lazy_lock(l);
-	return 0;
-}
-
-static void convert_resume(struct lazy *l, uint64_t t_paused)
-{
-	struct mem *m = l->m;
-
-	note_stall(m, now_ns() - t_paused);
-	m->st.paused_batches++;
-	lazy_unlock(l);
-	m->ops.resume(m->ops.ctx);
+	if (vma_budget(m, 4, e) < 0)
+		return -1;
+	uint8_t *s = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			  m->memfd, (off_t)(first << PAGE_SHIFT));
+	if (s == MAP_FAILED)
+		return err_sys(e, "mapping PFNs 0x%llx-0x%llx to unmap them",
+			       (unsigned long long)first, (unsigned long long)end);
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)s, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_MISSING,
+	};
+	/* Same flags as the windows' other mappings, so the chunks merge. */
+	if (m->huge && madvise(s, len, MADV_HUGEPAGE) < 0)
+		err_sys(e, "madvise(MADV_HUGEPAGE) on PFNs 0x%llx-0x%llx",
+			(unsigned long long)first, (unsigned long long)end);
+	else if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0)
+		err_sys(e, "registering PFNs 0x%llx-0x%llx for demand faults",
+			(unsigned long long)first, (unsigned long long)end);
+	else if (mremap(s, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, window_addr(m, first)) ==
+		 MAP_FAILED)
+		err_sys(e, "moving the unmapped PFNs 0x%llx-0x%llx into the window",
+			(unsigned long long)first, (unsigned long long)end);
+	else
+		return 0;
+	munmap(s, len);
+	return -1;
 }
 
 static bool chunk_moves(const struct mem *m, uint64_t first, uint64_t end)
@@ -392,101 +488,60 @@ static bool chunk_moves(const struct mem *m, uint64_t first, uint64_t end)
 	return false;
 }
 
-/* Phase 1: convert every chunk that has a page to move, in PFN order, as
- * many per pause as fit in the pause budget. */
-static int convert_all(struct lazy *l, const uint64_t (*want)[2], size_t nwant, struct err *e)
+/* Convert every chunk that has a page to move, in PFN order. */
+static int convert_all(struct lazy *l, struct err *e)
 {
-	uint64_t t_paused = 0;
-	bool paused = false;
-	int rc = 0;
-
-	l->conv_ns = LAZY_CHUNK * BATCH_MAP_GUESS_NS / 8;
-	for (size_t r = 0; r < nwant && rc == 0; r++)
-		for (uint64_t a = want[r][0]; a < want[r][1] && rc == 0;) {
-			uint64_t b = MIN(want[r][1], ALIGN_DOWN(a + LAZY_CHUNK, LAZY_CHUNK));
+	for (size_t r = 0; r < l->nwant; r++)
+		for (uint64_t a = l->want[r][0]; a < l->want[r][1];) {
+			uint64_t b = MIN(l->want[r][1], ALIGN_DOWN(a + LAZY_CHUNK, LAZY_CHUNK));
 			if (chunk_moves(l->m, a, b)) {
-				if (paused && now_ns() - t_paused + l->conv_ns > BATCH_BUDGET_NS) {
-					convert_resume(l, t_paused);
-					paused = false;
-				}
-				if (!paused && (rc = convert_pause(l, &t_paused, e)) == 0)
-					paused = true;
-				if (rc == 0)
-					rc = chunk_convert(l, a, b, e);
+				while (atomic_load(&l->want_map))
+					sched_yield();
+				uint64_t t0 = now_ns();
+				pthread_mutex_lock(&l->map_lock);
+				int rc = chunk_convert(l, a, b, e);
+				for (uint64_t x = a; x < b && rc == 0; x++)
+					set_converted(l, x, true);
+				pthread_mutex_unlock(&l->map_lock);
+				if (rc < 0)
+					return -1;
+				kick(l->wake_fd);
+				l->longest_convert_ns = MAX(l->longest_convert_ns, now_ns() - t0);
 			}
 			a = b;
 		}
-	if (paused)
-		convert_resume(l, t_paused);
-	return rc;
+	return 0;
 }
 
-/* Let a waiting fault in: the mutex alone would hand the lock straight
- * back to the sweeper. */
-static void lazy_yield(struct lazy *l)
-{
-	lazy_unlock(l);
-	while (atomic_load(&l->waiting))
-		sched_yield();
-	lazy_lock(l);
-}
-
-/* Phase 2: every page home. From p, follow the frames each move frees (the
- * PFN that wants frame f is next): a cycle unwinds with one displaced page,
- * every other page copied once. */
-static int sweep_all(struct lazy *l, const uint64_t (*want)[2], size_t nwant, struct err *e)
-{
-	struct mem *m = l->m;
-	unsigned steps = 0;
-	int rc = 0;
-
-	lazy_lock(l);
-	for (size_t r = 0; r < nwant && rc == 0; r++)
-		for (uint64_t p = want[r][0]; p < want[r][1] && rc == 0; p++)
-			for (uint64_t x = p; x < m->ram_top && converted(l, x) && !home(m, x);) {
-				uint64_t f = home_one(l, x, e);
-				if (f == UINT64_MAX) {
-					rc = -1;
-					break;
-				}
-				if (++steps % LAZY_STEPS == 0)
-					lazy_yield(l);
-				x = f;
-			}
-	lazy_unlock(l);
-	return rc;
-}
-
-/* After a failure: every converted page not home gets its own mapping
- * again (the fault thread still serves the rest until unregistered). */
-static void unconvert_all(struct lazy *l, const uint64_t (*want)[2], size_t nwant)
+/* After a failure (mover stopped): every converted page not home gets its
+ * own mapping again; the rest are home and fault in normally once
+ * unregistered. */
+static void unconvert_all(struct lazy *l)
 {
 	struct err e = {0};
 
-	lazy_lock(l);
-	for (size_t r = 0; r < nwant; r++)
-		for (uint64_t x = want[r][0]; x < want[r][1]; x++)
+	for (size_t r = 0; r < l->nwant; r++)
+		for (uint64_t x = l->want[r][0]; x < l->want[r][1]; x++)
 			if (converted(l, x) && !home(l->m, x)) {
 				if (window_map_page(l->m, x, p2m_get(l->m, x), &e) < 0)
 					log_warn("%s", e.msg);
-				bit_set(l->conv, x, false);
+				set_converted(l, x, false);
 			}
-	lazy_unlock(l);
 }
 
-/* Unregister the converted runs (home pages fault in normally from now on)
- * and give every range its one mapping and huge pages. */
-static int finish(struct lazy *l, const uint64_t (*want)[2], size_t nwant, bool ok,
-		  struct err *e)
+/* Unregister the converted runs (which wakes any fault still waiting; its
+ * page is home) and, when all went well, give every range its one mapping
+ * and huge pages. */
+static int finish(struct lazy *l, bool ok, struct err *e)
 {
 	struct mem *m = l->m;
 	int rc = 0;
 
-	for (size_t r = 0; r < nwant; r++)
-		for (uint64_t a = want[r][0]; a < want[r][1];) {
+	for (size_t r = 0; r < l->nwant; r++)
+		for (uint64_t a = l->want[r][0]; a < l->want[r][1];) {
 			bool c = converted(l, a);
 			uint64_t b = a + 1;
-			while (b < want[r][1] && converted(l, b) == c)
+			while (b < l->want[r][1] && converted(l, b) == c)
 				b++;
 			struct uffdio_range u = { (uintptr_t)window_addr(m, a), (b - a) << PAGE_SHIFT };
 			if (c && ioctl(l->uffd, UFFDIO_UNREGISTER, &u) < 0 && rc == 0)
@@ -499,58 +554,107 @@ static int finish(struct lazy *l, const uint64_t (*want)[2], size_t nwant, bool 
 	return rc;
 }
 
-int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		      struct err *e)
+/* The kernel must support minor faults on shmem and keep a registration
+ * across mremap. A separate fd from write protection's: a VMA has one
+ * userfaultfd, and these ranges are leaving that one. */
+static int lazy_open(struct lazy *l)
+{
+	const uint64_t need = UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_EVENT_REMAP;
+	struct uffdio_api api = { .api = UFFD_API, .features = need };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, UFFDIO_API, &api) < 0 || (api.features & need) != need ||
+	    !(api.ioctls & (1ULL << _UFFDIO_REGISTER))) {
+		close(fd);
+		return -1;
+	}
+	l->uffd = fd;
+	return 0;
+}
+
+static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nwant)
 {
 	struct lazy *l = calloc(1, sizeof(*l));
-	int rc = -1;
 
 	if (!l)
-		return err_set(e, ENOMEM, "out of memory for devirtualize");
+		return NULL;
 	l->m = m;
-	l->uffd = l->stop_fd = -1;
-	pthread_mutex_init(&l->lock, NULL);
+	l->want = want;
+	l->nwant = nwant;
+	l->p = want[0][0];
+	l->chain = UINT64_MAX;
+	l->uffd = l->stop_fd = l->wake_fd = -1;
+	pthread_mutex_init(&l->map_lock, NULL);
+	pthread_mutex_init(&l->done_lock, NULL);
+	pthread_cond_init(&l->done_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
 	l->conv = calloc(m->ram_top / 64 + 1, sizeof(*l->conv));
-	if (!l->inv || !l->conv) {
-		err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
-			(unsigned long long)m->nr_mfn);
-		goto out;
-	}
-	if (lazy_open(l) < 0) {
-		rc = 1;   /* not possible here: the caller sweeps instead */
-		goto out;
-	}
-	for (size_t r = 0; r < nwant; r++)
+	for (size_t r = 0; l->inv && r < nwant; r++)
 		for (uint64_t p = want[r][0]; p < want[r][1]; p++)
 			if (!home(m, p))
 				l->inv[p2m_get(m, p)] = (uint32_t)(p + 1);
-	if (thread_start(l, e) < 0)
-		goto out;
-	rc = convert_all(l, want, nwant, e);
-	if (rc == 0)
-		know_data(l);
-	if (rc == 0)
-		rc = sweep_all(l, want, nwant, e);
-	if (rc < 0)
-		unconvert_all(l, want, nwant);
+	return l;
+}
+
+static void lazy_free(struct lazy *l)
+{
+	mover_stop(l);
+	if (l->stop_fd >= 0)
+		close(l->stop_fd);
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	if (l->uffd >= 0)
+		close(l->uffd);
+	pthread_mutex_destroy(&l->map_lock);
+	pthread_mutex_destroy(&l->done_lock);
+	pthread_cond_destroy(&l->done_cond);
+	free(l->inv);
+	free((void *)l->conv);
+	free(l);
+}
+
+int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+		      struct err *e)
+{
+	struct lazy *l = lazy_new(m, want, nwant);
 	struct err e2 = {0};
-	if (finish(l, want, nwant, rc == 0, rc < 0 ? &e2 : e) < 0)
+	int rc;
+
+	if (!l || !l->inv || !l->conv) {
+		if (l)
+			lazy_free(l);
+		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
+			       (unsigned long long)m->nr_mfn);
+	}
+	if (lazy_open(l) < 0) {
+		lazy_free(l);
+		return 1;   /* not on this kernel: the caller sweeps instead */
+	}
+	rc = mover_start(l, e);
+	if (rc == 0) {
+		rc = convert_all(l, e);
+		if (rc < 0)
+			atomic_store(&l->abort, true);
+		atomic_store(&l->all_converted, true);
+		kick(l->wake_fd);
+		mover_wait(l);
+		if (rc == 0 && l->rc < 0) {
+			*e = l->err;
+			rc = -1;
+		}
+	}
+	mover_stop(l);
+	if (rc < 0)
+		unconvert_all(l);
+	if (finish(l, rc == 0, rc < 0 ? &e2 : e) < 0)
 		rc = -1;
 	m->st.direct += l->direct;
 	m->st.indirect += l->indirect;
 	m->st.demand_faults += l->faults;
-out:
-	thread_stop(l);
-	if (l->stop_fd >= 0)
-		close(l->stop_fd);
-	if (l->uffd >= 0)
-		close(l->uffd);
-	pthread_mutex_destroy(&l->lock);
-	free(l->inv);
-	free(l->conv);
-	free(l->data);
-	free(l);
+	note_stall(m, l->longest_convert_ns);
+	lazy_free(l);
 	return rc;
 }
 
