@@ -74,13 +74,20 @@ struct lazy {
 	atomic_bool all_converted, abort;
 	atomic_bool want_map;         /* the mover needs map_lock for a fault */
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
+	uint32_t *cdone;              /* chunks converted, in order (chunk = PFN / LAZY_CHUNK) */
+	atomic_size_t ncdone;
 	uint64_t longest_convert_ns;
 
 	/* The mover's own. */
 	uint32_t *inv;                /* per MFN: 1 + the non-identity PFN on it, or 0 */
+	uint64_t *known, *data;       /* per MFN bits: written or not, as last learned */
 	size_t r;                     /* sweep cursor: range, PFN */
 	uint64_t p;
 	uint64_t chain;               /* next PFN of the cycle being unwound, or UINT64_MAX */
+	uint32_t *whead;              /* per chunk: 1 + first PFN waiting for it, or 0 */
+	uint32_t *wnext;              /* per PFN: 1 + next PFN on its list, or 0 */
+	uint32_t ready;               /* 1 + first PFN whose chunk came, or 0 */
+	size_t cseen;                 /* cdone entries taken */
 	bool blocked;                 /* the cursor waits for the conversion front */
 	bool skipped;                 /* a page was left for the final pass */
 	int rc;
@@ -102,6 +109,47 @@ static void set_converted(struct lazy *l, uint64_t pfn, bool on)
 					 memory_order_release);
 	else
 		atomic_fetch_and(&l->conv[pfn / 64], ~(1ULL << (pfn % 64)));
+}
+
+static bool bit(const uint64_t *map, uint64_t i)
+{
+	return map[i / 64] >> (i % 64) & 1;
+}
+
+static void bit_put(uint64_t *map, uint64_t i, bool on)
+{
+	if (on)
+		map[i / 64] |= 1ULL << (i % 64);
+	else
+		map[i / 64] &= ~(1ULL << (i % 64));
+}
+
+/* Has frame f been written? Asked of a frame no PTE maps (every frame a
+ * move copies from or to: a free one, or one held by an unmapped page), an
+ * answer stays true until the mover's own copies change it, which keep it
+ * up to date; a frame that gets mapped again is forgotten. So each frame
+ * costs one lseek, not one per copy (they were 15% of a devirtualize). */
+static bool has_data(struct lazy *l, uint64_t f)
+{
+	if (!bit(l->known, f)) {
+		bit_put(l->known, f, true);
+		bit_put(l->data, f, frame_populated(l->m, f));
+	}
+	return bit(l->data, f);
+}
+
+static void forget(struct lazy *l, uint64_t f)
+{
+	bit_put(l->known, f, false);
+}
+
+static void copy(struct lazy *l, uint64_t to, uint64_t from)
+{
+	bool d = has_data(l, from);
+
+	frame_copy_known(l->m, to, from, d, !d && has_data(l, to));
+	if (d)
+		bit_put(l->data, to, true);
 }
 
 static bool home(const struct mem *m, uint64_t pfn)
@@ -146,13 +194,15 @@ static int displace(struct lazy *l, uint64_t q, uint64_t p, uint64_t t, struct e
 		atomic_store(&l->want_map, false);
 		if (!converted(l, q)) {   /* the converter may have got there first */
 			struct move_ctx c = {0};
+			forget(l, t);   /* mapped (by q) from now on */
+			forget(l, p);   /* was mapped (by q) until now */
 			rc = move_page(m, q, t, &c, e);
 			pthread_mutex_unlock(&l->map_lock);
 			return rc;
 		}
 		pthread_mutex_unlock(&l->map_lock);
 	}
-	frame_copy(l->m, t, p);
+	copy(l, t, p);
 	frame_set_free(m, t, false);
 	p2m_assign(m, q, t);
 	return 0;
@@ -179,7 +229,7 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 		l->direct++;
 	}
 	frame_set_free(m, p, false);
-	frame_copy(l->m, p, f);
+	copy(l, p, f);
 	p2m_assign(m, p, p);
 	l->inv[p] = l->inv[f] = 0;
 	frame_released(m, f);
@@ -195,6 +245,7 @@ static bool map_home(struct lazy *l, uint64_t p)
 	uintptr_t a = (uintptr_t)window_addr(l->m, p);
 	int rc;
 
+	forget(l, p);   /* mapped from now on */
 	if (frame_populated(l->m, p)) {
 		struct uffdio_continue c = { .range = { a, PAGE_SIZE } };
 		rc = ioctl(l->uffd, UFFDIO_CONTINUE, &c);
@@ -284,6 +335,40 @@ static void sweep_done(struct lazy *l, int rc)
 	pthread_mutex_unlock(&l->done_lock);
 }
 
+/* p cannot move until occupant q's chunk is unmapped: park it there. */
+static void wait_on(struct lazy *l, uint64_t p, uint64_t q)
+{
+	uint64_t c = q / LAZY_CHUNK;
+
+	l->wnext[p] = l->whead[c];
+	l->whead[c] = (uint32_t)(p + 1);
+}
+
+/* Pages parked on chunks converted since last time can move now. */
+static void chunks_ready(struct lazy *l)
+{
+	size_t n = atomic_load_explicit(&l->ncdone, memory_order_acquire);
+
+	for (; l->cseen < n; l->cseen++) {
+		uint64_t c = l->cdone[l->cseen];
+		for (uint32_t w = l->whead[c], nx; w; w = nx) {
+			nx = l->wnext[w - 1];
+			l->wnext[w - 1] = l->ready;
+			l->ready = w;
+		}
+		l->whead[c] = 0;
+	}
+}
+
+static uint64_t ready_pop(struct lazy *l)
+{
+	if (!l->ready)
+		return UINT64_MAX;
+	uint64_t p = l->ready - 1;
+	l->ready = l->wnext[p];
+	return p;
+}
+
 /* The cursor's next page with work, or false (pass over, or waiting). */
 static bool next_page(struct lazy *l)
 {
@@ -296,6 +381,9 @@ static bool next_page(struct lazy *l)
 				l->blocked = true;
 				return false;
 			}
+			chunks_ready(l);
+			if (l->ready)   /* the last chunks' pages first */
+				return false;
 			if (!l->skipped) {
 				sweep_done(l, 0);
 				return false;
@@ -320,7 +408,7 @@ static bool next_page(struct lazy *l)
 		}
 		uint32_t occ = l->inv[l->p];
 		if (occ && !converted(l, occ - 1)) {   /* would need a protected move */
-			l->skipped = true;
+			wait_on(l, l->p, occ - 1);
 			l->p++;
 			continue;
 		}
@@ -332,6 +420,29 @@ static bool next_page(struct lazy *l)
 static bool chain_next(const struct lazy *l, uint64_t x)
 {
 	return x < l->m->ram_top && converted(l, x) && !home(l->m, x);
+}
+
+/* The page to move next: the cycle being unwound, else a page whose
+ * frame's occupant was just unmapped, else the cursor's; UINT64_MAX: none
+ * now. */
+static uint64_t next_move(struct lazy *l)
+{
+	uint64_t x = l->chain;
+
+	l->chain = UINT64_MAX;
+	if (x != UINT64_MAX && chain_next(l, x))
+		return x;
+	while ((x = ready_pop(l)) != UINT64_MAX) {
+		uint32_t occ = l->inv[x];
+		if (!chain_next(l, x))
+			continue;   /* home meanwhile */
+		if (occ && !converted(l, occ - 1)) {   /* its frame changed hands */
+			wait_on(l, x, occ - 1);
+			continue;
+		}
+		return x;
+	}
+	return next_page(l) ? l->p++ : UINT64_MAX;
 }
 
 /* Up to LAZY_STEPS moves: from the cursor's page, follow the frames each
@@ -348,14 +459,11 @@ static void sweep_some(struct lazy *l)
 		sweep_done(l, -1);
 		return;
 	}
+	chunks_ready(l);
 	while (steps < LAZY_STEPS) {
-		uint64_t x = l->chain, f;
-		l->chain = UINT64_MAX;
-		if (x == UINT64_MAX || !chain_next(l, x)) {
-			if (!next_page(l))
-				return;
-			x = l->p++;
-		}
+		uint64_t x = next_move(l), f;
+		if (x == UINT64_MAX)
+			return;
 		int rc = home_one(l, x, &f, &l->err);
 		if (rc < 0) {
 			sweep_done(l, -1);
@@ -505,6 +613,9 @@ static int convert_all(struct lazy *l, struct err *e)
 				pthread_mutex_unlock(&l->map_lock);
 				if (rc < 0)
 					return -1;
+				size_t n = atomic_load(&l->ncdone);
+				l->cdone[n] = (uint32_t)(a / LAZY_CHUNK);
+				atomic_store_explicit(&l->ncdone, n + 1, memory_order_release);
 				kick(l->wake_fd);
 				l->longest_convert_ns = MAX(l->longest_convert_ns, now_ns() - t0);
 			}
@@ -590,7 +701,12 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	pthread_mutex_init(&l->done_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
+	l->known = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
+	l->data = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->conv = calloc(m->ram_top / 64 + 1, sizeof(*l->conv));
+	l->whead = calloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
+	l->cdone = calloc(m->ram_top / LAZY_CHUNK + 2 * MEM_MAX_RANGES, sizeof(*l->cdone));
+	l->wnext = calloc(m->ram_top, sizeof(*l->wnext));
 	for (size_t r = 0; l->inv && r < nwant; r++)
 		for (uint64_t p = want[r][0]; p < want[r][1]; p++)
 			if (!home(m, p))
@@ -611,7 +727,12 @@ static void lazy_free(struct lazy *l)
 	pthread_mutex_destroy(&l->done_lock);
 	pthread_cond_destroy(&l->done_cond);
 	free(l->inv);
+	free(l->known);
+	free(l->data);
 	free((void *)l->conv);
+	free(l->whead);
+	free(l->wnext);
+	free(l->cdone);
 	free(l);
 }
 
@@ -622,7 +743,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	struct err e2 = {0};
 	int rc;
 
-	if (!l || !l->inv || !l->conv) {
+	if (!l || !l->inv || !l->known || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
 		if (l)
 			lazy_free(l);
 		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",

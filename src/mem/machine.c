@@ -232,17 +232,25 @@ bool frame_populated(const struct mem *m, uint64_t mfn)
  * zeroed page (the frame stays allocated, its folio intact). */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from)
 {
+	bool data = frame_populated(m, from);
+
+	frame_copy_known(m, to, from, data, !data && frame_populated(m, to));
+}
+
+/* The same when the caller knows which frames hold data (to_data matters
+ * only when from holds none). */
+void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data)
+{
 	uint8_t *dst = m->mview + (to << PAGE_SHIFT);
 
-	if (frame_populated(m, from)) {
+	if (from_data) {
 		memcpy(dst, m->mview + (from << PAGE_SHIFT), PAGE_SIZE);
 		m->st.bytes_copied += PAGE_SIZE;
-	} else if (frame_populated(m, to)) {
-		memset(dst, 0, PAGE_SIZE);
-		m->st.holes_moved++;
-	} else {
-		m->st.holes_moved++;
+		return;
 	}
+	if (to_data)
+		memset(dst, 0, PAGE_SIZE);
+	m->st.holes_moved++;
 }
 
 /* Give the spare frames' memory back once no PFN can map one (all memory

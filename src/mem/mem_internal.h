@@ -93,6 +93,7 @@ int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 bool frame_populated(const struct mem *m, uint64_t mfn);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);
+void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data);
 uint64_t machine_resident_bytes(const struct mem *m);
 void spare_release(struct mem *m);
 int vma_budget(struct mem *m, uint64_t more, struct err *e);
