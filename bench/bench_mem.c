@@ -1,12 +1,13 @@
 /* bench_mem: what the memory switch costs.
  *   virtualize time (256 MiB, 1 GiB, 4 GiB): should not grow with size;
  *   devirtualize with nothing to move, and after a full scramble with a
- *   writer thread running (uffd-wp and paused batches): time, pages/s and
+ *   writer thread running (uffd-wp, paused batches, and the default, which
+ *   unmaps): time, pages/s and
  *   the longest stall of the writer;
  *   single-page migrate latency percentiles with a writer on those pages;
  *   bytes of monitor memory per page for each back-map strategy.
  * Usage: bench_mem [max RAM in MiB for the scramble runs, default 1024]
- *        bench_mem MiB pause|uffd-wp [touched]   (one scramble run only) */
+ *        bench_mem MiB uffd-wp|pause|auto [touched]   (one scramble run only) */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -92,10 +93,15 @@ static void resume_cb(void *ctx)
 	pthread_rwlock_unlock(&w->gate);
 }
 
-static struct mem *make(uint64_t ram, enum backmap_kind bm, bool pause, struct writer *w)
+/* --protect: uffd, pause, or auto (whole devirtualize unmaps, lazy.c). */
+enum protect { PROTECT_UFFD, PROTECT_PAUSE, PROTECT_AUTO };
+static const char *const protect_name[] = { "uffd-wp", "pause", "auto" };
+
+static struct mem *make(uint64_t ram, enum backmap_kind bm, enum protect how, struct writer *w)
 {
 	struct mem_config cfg = { .ram_size = ram, .spare_size = 64 * MiB, .backmap = bm,
-				  .hugepages = HUGEPAGES_OFF, .protect_by_wp = !pause };
+				  .hugepages = HUGEPAGES_OFF, .protect_by_wp = how == PROTECT_UFFD,
+				  .protect_by_pause = how == PROTECT_PAUSE };
 	struct mem_ops ops = { .ctx = w, .pause = pause_cb, .resume = resume_cb };
 	struct err e = {0};
 	struct mem *m;
@@ -116,7 +122,7 @@ static void die(const char *what, const struct err *e)
 static void bench_switch(uint64_t ram)
 {
 	struct writer w = { .pages = ram / PAGE_SIZE };
-	struct mem *m = make(ram, BACKMAP_REFCOUNT, false, NULL);
+	struct mem *m = make(ram, BACKMAP_REFCOUNT, PROTECT_UFFD, NULL);
 	struct err e = {0};
 	struct mem_stats st;
 	uint64_t pages = ram / PAGE_SIZE;
@@ -156,9 +162,9 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void bench_scramble(uint64_t ram, bool pause, bool touched)
+static void bench_scramble(uint64_t ram, enum protect how, bool touched)
 {
-	struct writer w = { .pages = ram / PAGE_SIZE, .gated = pause,
+	struct writer w = { .pages = ram / PAGE_SIZE, .gated = how != PROTECT_UFFD,
 			    .pauses = calloc(MAX_PAUSES, sizeof(uint64_t)) };
 	pthread_rwlockattr_t ra;
 	struct err e = {0};
@@ -168,7 +174,7 @@ static void bench_scramble(uint64_t ram, bool pause, bool touched)
 	pthread_rwlockattr_init(&ra);
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&w.gate, &ra);
-	struct mem *m = make(ram, BACKMAP_REFCOUNT, pause, &w);
+	struct mem *m = make(ram, BACKMAP_REFCOUNT, how, &w);
 	w.m = m;
 	if (mem_virtualize(m, 0, 0, &e) < 0)
 		die("virtualize", &e);
@@ -201,7 +207,7 @@ static void bench_scramble(uint64_t ram, bool pause, bool touched)
 	uint64_t moved = st.direct + st.indirect, n = w.npauses;
 	qsort(w.pauses, n, sizeof(uint64_t), cmp_u64);
 	printf("%-8llu %-7s%s %10.2f %9llu %10.2f %11.0f %12.1f %12.1f %10llu",
-	       (unsigned long long)(ram / MiB), pause ? "pause" : "uffd-wp", touched ? "+T" : "  ",
+	       (unsigned long long)(ram / MiB), protect_name[how], touched ? "+T" : "  ",
 	       ts / 1e9,
 	       (unsigned long long)info.vmas, td / 1e9, moved / (td / 1e9),
 	       st.longest_stall_ns / 1e3, w.worst_ns / 1e3, (unsigned long long)w.writes);
@@ -223,7 +229,7 @@ static void bench_migrate(void)
 	enum { N = 4000 };
 	static uint64_t d[N];
 	struct writer w = { .pages = 64 };
-	struct mem *m = make(16 * MiB, BACKMAP_REFCOUNT, false, NULL);
+	struct mem *m = make(16 * MiB, BACKMAP_REFCOUNT, PROTECT_UFFD, NULL);
 	struct err e = {0};
 	struct mem_stats st;
 	size_t n = 0;
@@ -256,7 +262,7 @@ static void bench_backmap(uint64_t ram)
 {
 	static const char *names[] = { "list", "refcount", "search" };
 	for (int k = 0; k < 3; k++) {
-		struct mem *m = make(ram, (enum backmap_kind)k, false, NULL);
+		struct mem *m = make(ram, (enum backmap_kind)k, PROTECT_UFFD, NULL);
 		struct err e = {0};
 		struct mem_info info;
 		uint64_t pages = ram / PAGE_SIZE;
@@ -283,10 +289,11 @@ int main(int argc, char **argv)
 
 	bool touched = argc > 3 && strcmp(argv[3], "touched") == 0;
 
-	if (strcmp(only, "pause") == 0 || strcmp(only, "uffd-wp") == 0) {
-		bench_scramble(max, only[0] == 'p', touched);
-		return 0;
-	}
+	for (int how = PROTECT_UFFD; how <= PROTECT_AUTO; how++)
+		if (strcmp(only, protect_name[how]) == 0) {
+			bench_scramble(max, (enum protect)how, touched);
+			return 0;
+		}
 
 	printf("== virtualize / devirtualize with nothing to move, a writer thread running\n");
 	printf("%-8s %14s %18s %14s %10s\n", "RAM MiB", "virtualize us", "devirtualize us",
@@ -301,9 +308,10 @@ int main(int argc, char **argv)
 	printf("%-8s %-9s %10s %9s %10s %11s %12s %12s %10s\n", "RAM MiB", "protect",
 	       "scramble s", "VMAs", "devirt s", "pages/s", "stall us", "writer us", "writes");
 	for (uint64_t ram = 256 * MiB; ram <= max; ram *= 4) {
-		bench_scramble(ram, false, false);
-		bench_scramble(ram, true, false);
-		bench_scramble(ram, true, true);
+		bench_scramble(ram, PROTECT_UFFD, false);
+		bench_scramble(ram, PROTECT_PAUSE, false);
+		bench_scramble(ram, PROTECT_AUTO, false);
+		bench_scramble(ram, PROTECT_AUTO, true);
 	}
 
 	printf("\n== single-page migrate with uffd-wp, a writer on the same pages\n");
