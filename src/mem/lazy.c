@@ -92,7 +92,8 @@ struct lazy {
 	bool skipped;                 /* a page was left for the final pass */
 	int rc;
 	struct err err;
-	uint64_t direct, indirect, faults;
+	uint64_t *parked;             /* per PFN bit: displaced to a temporary frame */
+	uint64_t direct, indirect, identity, faults;
 	uint64_t pending[LAZY_PENDING];
 	size_t npending;
 };
@@ -224,10 +225,16 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 		if (rc != 0)
 			return rc;
 		l->inv[t] = t == q ? 0 : (uint32_t)occ;
-		l->indirect++;
-	} else {
-		l->direct++;
+		if (t == q)
+			l->direct++;   /* q is home too */
+		else
+			bit_put(l->parked, q, true);
 	}
+	/* Counted once, on the way home: indirect if it was parked on the way. */
+	if (bit(l->parked, p))
+		l->indirect++;
+	else
+		l->direct++;
 	frame_set_free(m, p, false);
 	copy(l, p, f);
 	p2m_assign(m, p, p);
@@ -702,6 +709,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	pthread_cond_init(&l->done_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
 	l->known = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
+	l->parked = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
 	l->data = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->conv = calloc(m->ram_top / 64 + 1, sizeof(*l->conv));
 	l->whead = calloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
@@ -711,6 +719,8 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 		for (uint64_t p = want[r][0]; p < want[r][1]; p++)
 			if (!home(m, p))
 				l->inv[p2m_get(m, p)] = (uint32_t)(p + 1);
+			else
+				l->identity++;
 	return l;
 }
 
@@ -728,6 +738,7 @@ static void lazy_free(struct lazy *l)
 	pthread_cond_destroy(&l->done_cond);
 	free(l->inv);
 	free(l->known);
+	free(l->parked);
 	free(l->data);
 	free((void *)l->conv);
 	free(l->whead);
@@ -743,7 +754,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	struct err e2 = {0};
 	int rc;
 
-	if (!l || !l->inv || !l->known || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
+	if (!l || !l->inv || !l->known || !l->parked || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
 		if (l)
 			lazy_free(l);
 		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
@@ -771,6 +782,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		unconvert_all(l);
 	if (finish(l, rc == 0, rc < 0 ? &e2 : e) < 0)
 		rc = -1;
+	m->st.skipped += l->identity;
 	m->st.direct += l->direct;
 	m->st.indirect += l->indirect;
 	m->st.demand_faults += l->faults;
