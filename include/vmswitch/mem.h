@@ -76,11 +76,13 @@ struct mem_config {
 	enum backmap_kind backmap;
 	enum hugepages_mode hugepages;
 	/* How devirtualize and scramble protect the pages they copy. By default
-	 * (both false) they pause all vCPUs for each batch of moves (ops.pause;
-	 * each batch sized to keep its pause under a millisecond) while no page is shared, and use
-	 * userfaultfd write protection otherwise. protect_by_pause: paused
-	 * batches even with shared pages; protect_by_wp: always per-page uffd
-	 * write protection, never pause. migrate, share, copy-on-write and
+	 * (both false), while no page is shared, a whole devirtualize unmaps the
+	 * pages it moves (userfaultfd minor faults bring back any the guest
+	 * touches) and other bulk moves pause all vCPUs for each batch
+	 * (ops.pause; each batch sized to keep its pause under a millisecond);
+	 * with shared pages they use userfaultfd write protection. protect_by_pause:
+	 * paused batches always, even with shared pages, and never unmap;
+	 * protect_by_wp: always per-page uffd write protection, never pause. migrate, share, copy-on-write and
 	 * evacuate always use uffd write protection (one page: cheaper than
 	 * stopping every vCPU). */
 	bool protect_by_pause;

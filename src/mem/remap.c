@@ -9,7 +9,8 @@
  * the copy and the mmap; with it the writer just waits. The caller holds the
  * lock, so the P2M cannot change under a move (claims 21-22).
  *
- * Devirtualize and scramble by default move pages in paused batches instead
+ * A whole devirtualize by default unmaps the pages it moves instead
+ * (lazy.c); a piece of one, and scramble, move pages in paused batches
  * (batch.c, sweep.c): no protection is needed while every vCPU is parked,
  * and the window is remapped once per batch, in runs. */
 #ifndef _GNU_SOURCE
@@ -317,8 +318,9 @@ int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err
 
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
  * and give each back one mapping. The caller updates the ranges afterwards.
- * Paused batches sweep in PFN order when nothing is shared or retired
- * (sweep.c); otherwise the planner's moves (plan.c) are executed. */
+ * When nothing is shared or retired, a whole devirtualize unmaps (lazy.c)
+ * and a piece sweeps in PFN order in paused batches (sweep.c); otherwise
+ * the planner's moves (plan.c) are executed. */
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e)
 {

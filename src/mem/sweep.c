@@ -17,7 +17,9 @@
  * displaced once, and the rest of the work is runs.
  *
  * Used when nothing is shared and nothing is retired (then the planner's
- * more general moves are needed) and paused batches are available. */
+ * more general moves are needed) and paused batches are available, for a
+ * piece of the range, with --protect pause, or when the kernel cannot
+ * unmap (lazy.c). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
