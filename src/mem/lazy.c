@@ -26,12 +26,13 @@
  * Threads: the caller (monitor thread, holding the mem lock) converts
  * chunks in PFN order; the mover thread alone moves pages, serving faults
  * first and sweeping in PFN order behind the conversion front. A fault may
- * need a page out of a frame whose occupant is not converted yet: that
- * occupant moves the protected way (move_page), under map_lock, which the
- * mover only tries: the converter holds it while its mremap waits for the
- * mover to read the event. Used when devirtualizing everything, nothing is
- * shared or retired, a frame is free, and the kernel has minor faults on
- * shmem. */
+ * need a page out of a frame whose occupant is still mapped: the mover asks
+ * for the occupant's chunk, which the converter unmaps next, and serves the
+ * fault then (an mmap of the occupant alone, the other way, took up to
+ * 100 ms at 4 GiB and made a mapping the unmapping then tore down again).
+ * The mover never waits for the converter, whose mremap waits for it. Used
+ * when devirtualizing everything, nothing is shared or retired, a frame is
+ * free, and the kernel has minor faults on shmem. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
@@ -41,7 +42,6 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +59,7 @@
 #define LAZY_CHUNK 256
 #define LAZY_STEPS 16         /* moves between looks for faults */
 #define LAZY_PENDING 256      /* faults waiting to be served again */
+#define LAZY_REQ 64           /* chunks asked for out of order */
 
 struct lazy {
 	struct mem *m;
@@ -67,12 +68,12 @@ struct lazy {
 	int uffd, stop_fd, wake_fd;   /* wake_fd: the converter made progress */
 	pthread_t thr;
 	bool thr_running;
-	pthread_mutex_t map_lock;     /* window mappings: converter vs move_page */
 	pthread_mutex_t done_lock;
 	pthread_cond_t done_cond;
 	bool done;                    /* the mover has every page home, or gave up */
 	atomic_bool all_converted, abort;
-	atomic_bool want_map;         /* the mover needs map_lock for a fault */
+	uint64_t req[LAZY_REQ];       /* PFNs whose chunks a fault needs unmapped */
+	atomic_size_t req_head, req_tail;   /* the mover adds, the converter takes */
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
 	uint32_t *cdone;              /* chunks converted, in order (chunk = PFN / LAZY_CHUNK) */
 	atomic_size_t ncdone;
@@ -177,31 +178,27 @@ static uint64_t displace_target(struct mem *m, uint64_t q)
 	return t != UINT64_MAX ? t : frame_find_free(m, 0, 0);
 }
 
-/* Occupant q of frame p leaves for free frame t. Unmapped, that is a copy
- * and a P2M change; still mapped (its chunk not converted yet), a protected
- * move. Returns 1 when it must wait (the converter holds map_lock). */
-static int displace(struct lazy *l, uint64_t q, uint64_t p, uint64_t t, struct err *e)
+/* Ask the converter to unmap pfn's chunk next (a full ring drops it: the
+ * fault asks again when retried). */
+static void request(struct lazy *l, uint64_t pfn)
+{
+	size_t h = atomic_load(&l->req_head);
+
+	if (h - atomic_load(&l->req_tail) < LAZY_REQ) {
+		l->req[h % LAZY_REQ] = pfn;
+		atomic_store_explicit(&l->req_head, h + 1, memory_order_release);
+	}
+}
+
+/* Occupant q of frame p leaves for free frame t: a copy and a P2M change,
+ * once q is unmapped. Returns 1 if it is not yet (its chunk is asked for). */
+static int displace(struct lazy *l, uint64_t q, uint64_t p, uint64_t t)
 {
 	struct mem *m = l->m;
-	int rc = 0;
 
 	if (!converted(l, q)) {
-		/* Only tried: the converter holds it through an mremap that waits
-		 * for this thread. Asked for, it lets go before its next chunk. */
-		if (pthread_mutex_trylock(&l->map_lock) != 0) {
-			atomic_store(&l->want_map, true);
-			return 1;
-		}
-		atomic_store(&l->want_map, false);
-		if (!converted(l, q)) {   /* the converter may have got there first */
-			struct move_ctx c = {0};
-			forget(l, t);   /* mapped (by q) from now on */
-			forget(l, p);   /* was mapped (by q) until now */
-			rc = move_page(m, q, t, &c, e);
-			pthread_mutex_unlock(&l->map_lock);
-			return rc;
-		}
-		pthread_mutex_unlock(&l->map_lock);
+		request(l, q);
+		return 1;
 	}
 	copy(l, t, p);
 	frame_set_free(m, t, false);
@@ -221,9 +218,8 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 		if (t == UINT64_MAX)
 			return err_set(e, ENOSPC, "no free machine frame to move PFN 0x%llx to",
 				       (unsigned long long)q);
-		int rc = displace(l, q, p, t, e);
-		if (rc != 0)
-			return rc;
+		if (displace(l, q, p, t) != 0)
+			return 1;
 		l->inv[t] = t == q ? 0 : (uint32_t)occ;
 		if (t == q)
 			l->direct++;   /* q is home too */
@@ -494,8 +490,7 @@ static void *mover(void *arg)
 				 { .fd = l->wake_fd, .events = POLLIN } };
 
 	for (;;) {
-		int timeout = (!l->done && !l->blocked) || atomic_load(&l->want_map) ? 0 :
-			      l->npending ? 1 : -1;
+		int timeout = !l->done && !l->blocked ? 0 : l->npending ? 1 : -1;
 		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents)
@@ -561,7 +556,7 @@ static void mover_wait(struct lazy *l)
 }
 
 /* Replace [first, end) of the window by its identity mapping, unmapped and
- * registered (map_lock held). */
+ * registered. */
 static int chunk_convert(struct lazy *l, uint64_t first, uint64_t end, struct err *e)
 {
 	struct mem *m = l->m;
@@ -603,30 +598,61 @@ static bool chunk_moves(const struct mem *m, uint64_t first, uint64_t end)
 	return false;
 }
 
+/* Unmap [a, b) unless done already or nothing there moves; tell the
+ * mover. */
+static int convert_one(struct lazy *l, uint64_t a, uint64_t b, struct err *e)
+{
+	if (converted(l, a) || !chunk_moves(l->m, a, b))
+		return 0;
+	uint64_t t0 = now_ns();
+	if (chunk_convert(l, a, b, e) < 0)
+		return -1;
+	for (uint64_t x = a; x < b; x++)
+		set_converted(l, x, true);
+	size_t n = atomic_load(&l->ncdone);
+	l->cdone[n] = (uint32_t)(a / LAZY_CHUNK);
+	atomic_store_explicit(&l->ncdone, n + 1, memory_order_release);
+	kick(l->wake_fd);
+	l->longest_convert_ns = MAX(l->longest_convert_ns, now_ns() - t0);
+	return 0;
+}
+
+/* The chunk of range r that holds PFN a, clamped to the range. */
+static void chunk_of(const struct lazy *l, size_t r, uint64_t a, uint64_t *first, uint64_t *end)
+{
+	*first = MAX(l->want[r][0], ALIGN_DOWN(a, LAZY_CHUNK));
+	*end = MIN(l->want[r][1], ALIGN_DOWN(a, LAZY_CHUNK) + LAZY_CHUNK);
+}
+
+/* Chunks the mover asked for, before the next in order. */
+static int convert_requested(struct lazy *l, struct err *e)
+{
+	size_t t;
+
+	while ((t = atomic_load(&l->req_tail)) !=
+	       atomic_load_explicit(&l->req_head, memory_order_acquire)) {
+		uint64_t q = l->req[t % LAZY_REQ], a, b;
+		atomic_store(&l->req_tail, t + 1);
+		for (size_t r = 0; r < l->nwant; r++)
+			if (q >= l->want[r][0] && q < l->want[r][1]) {
+				chunk_of(l, r, q, &a, &b);
+				if (convert_one(l, a, b, e) < 0)
+					return -1;
+			}
+	}
+	return 0;
+}
+
 /* Convert every chunk that has a page to move, in PFN order. */
 static int convert_all(struct lazy *l, struct err *e)
 {
+	uint64_t a, b;
+
 	for (size_t r = 0; r < l->nwant; r++)
-		for (uint64_t a = l->want[r][0]; a < l->want[r][1];) {
-			uint64_t b = MIN(l->want[r][1], ALIGN_DOWN(a + LAZY_CHUNK, LAZY_CHUNK));
-			if (chunk_moves(l->m, a, b)) {
-				while (atomic_load(&l->want_map))
-					sched_yield();
-				uint64_t t0 = now_ns();
-				pthread_mutex_lock(&l->map_lock);
-				int rc = chunk_convert(l, a, b, e);
-				for (uint64_t x = a; x < b && rc == 0; x++)
-					set_converted(l, x, true);
-				pthread_mutex_unlock(&l->map_lock);
-				if (rc < 0)
-					return -1;
-				size_t n = atomic_load(&l->ncdone);
-				l->cdone[n] = (uint32_t)(a / LAZY_CHUNK);
-				atomic_store_explicit(&l->ncdone, n + 1, memory_order_release);
-				kick(l->wake_fd);
-				l->longest_convert_ns = MAX(l->longest_convert_ns, now_ns() - t0);
-			}
-			a = b;
+		for (uint64_t p = l->want[r][0]; p < l->want[r][1]; p = b) {
+			chunk_of(l, r, p, &a, &b);
+			if (convert_requested(l, e) < 0 || convert_one(l, a, b, e) < 0)
+				return -1;
 		}
 	return 0;
 }
@@ -704,7 +730,6 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->p = want[0][0];
 	l->chain = UINT64_MAX;
 	l->uffd = l->stop_fd = l->wake_fd = -1;
-	pthread_mutex_init(&l->map_lock, NULL);
 	pthread_mutex_init(&l->done_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
@@ -733,7 +758,6 @@ static void lazy_free(struct lazy *l)
 		close(l->wake_fd);
 	if (l->uffd >= 0)
 		close(l->uffd);
-	pthread_mutex_destroy(&l->map_lock);
 	pthread_mutex_destroy(&l->done_lock);
 	pthread_cond_destroy(&l->done_cond);
 	free(l->inv);
