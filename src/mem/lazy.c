@@ -72,6 +72,7 @@ struct lazy {
 	pthread_cond_t done_cond;
 	bool done;                    /* the mover has every page home, or gave up */
 	atomic_bool all_converted, abort;
+	atomic_bool unregistered;     /* faults from now on just retry, as plain ones */
 	uint64_t req[LAZY_REQ];       /* PFNs whose chunks a fault needs unmapped */
 	atomic_size_t req_head, req_tail;   /* the mover adds, the converter takes */
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
@@ -274,7 +275,8 @@ static bool serve(struct lazy *l, uint64_t p)
 	struct err e = {0};
 	uint64_t t0 = now_ns(), f;
 
-	if (!converted(l, p)) {   /* mapped on its own again after a failure */
+	/* Mapped on its own again after a failure, or all home and plain. */
+	if (!converted(l, p) || atomic_load(&l->unregistered)) {
 		wake_range(l, p);
 		return true;
 	}
@@ -673,29 +675,53 @@ static void unconvert_all(struct lazy *l)
 			}
 }
 
-/* Unregister the converted runs (which wakes any fault still waiting; its
- * page is home) and, when all went well, give every range its one mapping
- * and huge pages. */
-static int finish(struct lazy *l, bool ok, struct err *e)
+/* The next run of pages all converted or all not, from *a in range *r. */
+static bool next_run(const struct lazy *l, size_t *r, uint64_t *a, uint64_t *b, bool *c)
 {
-	struct mem *m = l->m;
+	while (*r < l->nwant && *a >= l->want[*r][1])
+		if (++*r < l->nwant)
+			*a = l->want[*r][0];
+	if (*r == l->nwant)
+		return false;
+	*c = converted(l, *a);
+	for (*b = *a + 1; *b < l->want[*r][1] && converted(l, *b) == *c; (*b)++)
+		;
+	return true;
+}
+
+/* Every converted run back to plain faults (a fault still waiting is
+ * woken; its page is home). All of them first, before any slow work: a
+ * range unregistered only after the previous one's huge pages were
+ * restored stalled its guest for that long (~90 ms at 4 GiB). */
+static int unregister_all(struct lazy *l, struct err *e)
+{
+	size_t r = 0;
+	bool c;
 	int rc = 0;
 
-	for (size_t r = 0; r < l->nwant; r++)
-		for (uint64_t a = l->want[r][0]; a < l->want[r][1];) {
-			bool c = converted(l, a);
-			uint64_t b = a + 1;
-			while (b < l->want[r][1] && converted(l, b) == c)
-				b++;
-			struct uffdio_range u = { (uintptr_t)window_addr(m, a), (b - a) << PAGE_SHIFT };
-			if (c && ioctl(l->uffd, UFFDIO_UNREGISTER, &u) < 0 && rc == 0)
-				rc = err_sys(e, "unregistering PFNs 0x%llx-0x%llx from demand faults",
-					     (unsigned long long)a, (unsigned long long)b);
-			if (ok && rc == 0)
-				rc = c ? (restore_huge(m, a, b), 0) : map_identity_chunked(m, a, b, e);
-			a = b;
-		}
+	for (uint64_t a = l->want[0][0], b; next_run(l, &r, &a, &b, &c); a = b) {
+		struct uffdio_range u = { (uintptr_t)window_addr(l->m, a), (b - a) << PAGE_SHIFT };
+		if (c && ioctl(l->uffd, UFFDIO_UNREGISTER, &u) < 0 && rc == 0)
+			rc = err_sys(e, "unregistering PFNs 0x%llx-0x%llx from demand faults",
+				     (unsigned long long)a, (unsigned long long)b);
+	}
 	return rc;
+}
+
+/* Every range its one mapping and huge pages: converted runs are one
+ * identity mapping already; the others may hold pages moved home alone. */
+static int remap_all(struct lazy *l, struct err *e)
+{
+	size_t r = 0;
+	bool c;
+
+	for (uint64_t a = l->want[0][0], b; next_run(l, &r, &a, &b, &c); a = b) {
+		if (c)
+			restore_huge(l->m, a, b);
+		else if (map_identity_chunked(l->m, a, b, e) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* The kernel must support minor faults on shmem and keep a registration
@@ -801,11 +827,17 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 			rc = -1;
 		}
 	}
+	if (rc == 0) {   /* while the mover still serves faults */
+		atomic_store(&l->unregistered, true);
+		rc = unregister_all(l, e);
+	}
 	mover_stop(l);
-	if (rc < 0)
+	if (rc < 0) {
 		unconvert_all(l);
-	if (finish(l, rc == 0, rc < 0 ? &e2 : e) < 0)
-		rc = -1;
+		unregister_all(l, &e2);
+	}
+	if (rc == 0)
+		rc = remap_all(l, e);
 	m->st.skipped += l->identity;
 	m->st.direct += l->direct;
 	m->st.indirect += l->indirect;
