@@ -28,9 +28,10 @@
  * first and sweeping in PFN order behind the conversion front. A fault may
  * need a page out of a frame whose occupant is still mapped: the mover asks
  * for the occupant's chunk, which the converter unmaps next, and serves the
- * fault then (an mmap of the occupant alone, the other way, took up to
- * 100 ms at 4 GiB and made a mapping the unmapping then tore down again).
- * The mover never waits for the converter, whose mremap waits for it. Used
+ * fault then (moving the occupant alone by a protected mmap made a mapping
+ * the unmapping tore down again, and needed a lock the converter holds
+ * through its mremap). The mover never waits for the converter, whose
+ * mremap waits for it. Used
  * when devirtualizing everything, nothing is shared or retired, a frame is
  * free, and the kernel has minor faults on shmem. */
 #ifndef _GNU_SOURCE
@@ -412,7 +413,7 @@ static bool next_page(struct lazy *l)
 			return false;
 		}
 		uint32_t occ = l->inv[l->p];
-		if (occ && !converted(l, occ - 1)) {   /* would need a protected move */
+		if (occ && !converted(l, occ - 1)) {   /* its occupant is still mapped */
 			wait_on(l, l->p, occ - 1);
 			l->p++;
 			continue;
