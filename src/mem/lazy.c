@@ -66,9 +66,8 @@ struct lazy {
 	struct mem *m;
 	const uint64_t (*want)[2];
 	size_t nwant;
-	int uffd, stop_fd, wake_fd;   /* wake_fd: the converter made progress */
-	pthread_t thr;
-	bool thr_running;
+	int uffd, wake_fd;            /* wake_fd: the converter made progress */
+	struct worker mover;
 	pthread_mutex_t done_lock;
 	pthread_cond_t done_cond;
 	bool done;                    /* the mover has every page home, or gave up */
@@ -485,11 +484,11 @@ static void sweep_some(struct lazy *l)
 	}
 }
 
-static void *mover(void *arg)
+static void *mover_main(void *arg)
 {
 	struct lazy *l = arg;
 	struct pollfd pfd[3] = { { .fd = l->uffd, .events = POLLIN },
-				 { .fd = l->stop_fd, .events = POLLIN },
+				 { .fd = l->mover.stop_fd, .events = POLLIN },
 				 { .fd = l->wake_fd, .events = POLLIN } };
 
 	for (;;) {
@@ -515,23 +514,12 @@ static void *mover(void *arg)
 	return NULL;
 }
 
-static int fd_eventfd(int *fd, struct err *e)
-{
-	*fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	return *fd < 0 ? err_sys(e, "creating an eventfd for the devirtualize mover") : 0;
-}
-
 static int mover_start(struct lazy *l, struct err *e)
 {
-	if (fd_eventfd(&l->stop_fd, e) < 0 || fd_eventfd(&l->wake_fd, e) < 0)
-		return -1;
-	int rc = pthread_create(&l->thr, NULL, mover, l);
-	if (rc) {
-		errno = rc;
-		return err_sys(e, "starting the devirtualize mover thread");
-	}
-	l->thr_running = true;
-	return 0;
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0)
+		return err_sys(e, "creating an eventfd for the devirtualize mover");
+	return worker_start(&l->mover, mover_main, l, "devirtualize mover thread", e);
 }
 
 static void kick(int fd)
@@ -539,15 +527,6 @@ static void kick(int fd)
 	uint64_t one = 1;
 	if (write(fd, &one, sizeof(one)) < 0)
 		log_debug("eventfd write: %s", strerror(errno));
-}
-
-static void mover_stop(struct lazy *l)
-{
-	if (l->thr_running) {
-		kick(l->stop_fd);
-		pthread_join(l->thr, NULL);
-	}
-	l->thr_running = false;
 }
 
 static void mover_wait(struct lazy *l)
@@ -756,7 +735,8 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->nwant = nwant;
 	l->p = want[0][0];
 	l->chain = UINT64_MAX;
-	l->uffd = l->stop_fd = l->wake_fd = -1;
+	l->uffd = l->wake_fd = -1;
+	worker_init(&l->mover);
 	pthread_mutex_init(&l->done_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
@@ -778,9 +758,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 
 static void lazy_free(struct lazy *l)
 {
-	mover_stop(l);
-	if (l->stop_fd >= 0)
-		close(l->stop_fd);
+	worker_stop(&l->mover);
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
 	if (l->uffd >= 0)
@@ -832,7 +810,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		atomic_store(&l->unregistered, true);
 		rc = unregister_all(l, e);
 	}
-	mover_stop(l);
+	worker_stop(&l->mover);
 	if (rc < 0) {
 		unconvert_all(l);
 		unregister_all(l, &e2);

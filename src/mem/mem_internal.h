@@ -16,6 +16,7 @@
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
+#include "vmswitch/worker.h"
 
 #define MEM_MAX_RANGES 64
 #define MEM_MAX_SHARERS 0xFFFFu   /* refcounts are 16 bits */
@@ -62,9 +63,7 @@ struct mem {
 	/* userfaultfd write protection and the COW fault thread. */
 	int uffd;                /* -1 when the host lacks uffd-wp on shmem */
 	char uffd_why[256];
-	int stop_fd;             /* eventfd that stops the fault thread */
-	pthread_t fault_thr;
-	bool fault_thr_running;
+	struct worker fault_thr; /* the COW fault thread */
 
 	mem_progress_fn progress;
 	void *progress_ctx;

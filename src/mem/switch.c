@@ -66,7 +66,8 @@ int mem_create(const struct mem_config *cfg, const struct mem_ops *ops,
 	m->cfg = *cfg;
 	if (ops)
 		m->ops = *ops;
-	m->memfd = m->uffd = m->stop_fd = -1;
+	m->memfd = m->uffd = -1;
+	worker_init(&m->fault_thr);
 	pthread_mutex_init(&m->lock, NULL);
 	if (cfg->spare_size % PAGE_SIZE || cfg->spare_size > MEM_MAX_RAM) {
 		err_set(e, EINVAL, "spare machine memory %llu is not a multiple of 4 KiB "

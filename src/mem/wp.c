@@ -16,7 +16,6 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -128,7 +127,7 @@ static void *fault_thread(void *arg)
 {
 	struct mem *m = arg;
 	struct pollfd pfd[2] = { { .fd = m->uffd, .events = POLLIN },
-				 { .fd = m->stop_fd, .events = POLLIN } };
+				 { .fd = m->fault_thr.stop_fd, .events = POLLIN } };
 
 	for (;;) {
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -147,28 +146,10 @@ static void *fault_thread(void *arg)
 
 int wp_start_thread(struct mem *m, struct err *e)
 {
-	m->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (m->stop_fd < 0)
-		return err_sys(e, "creating the eventfd that stops the fault thread");
-	int rc = pthread_create(&m->fault_thr, NULL, fault_thread, m);
-	if (rc) {
-		errno = rc;
-		return err_sys(e, "starting the copy-on-write fault thread");
-	}
-	m->fault_thr_running = true;
-	return 0;
+	return worker_start(&m->fault_thr, fault_thread, m, "copy-on-write fault thread", e);
 }
 
 void wp_stop_thread(struct mem *m)
 {
-	uint64_t one = 1;
-
-	if (m->fault_thr_running) {
-		if (write(m->stop_fd, &one, sizeof(one)) == sizeof(one))
-			pthread_join(m->fault_thr, NULL);
-		m->fault_thr_running = false;
-	}
-	if (m->stop_fd >= 0)
-		close(m->stop_fd);
-	m->stop_fd = -1;
+	worker_stop(&m->fault_thr);
 }

@@ -1,10 +1,13 @@
-/* Unit tests: size and number parsing, error formatting. */
+/* Unit tests: size and number parsing, error formatting, workers. */
 #include <check.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vmswitch/util.h"
+#include "vmswitch/worker.h"
 
 #include "check_run.h"
 
@@ -76,6 +79,34 @@ START_TEST(buffer_growth)
 }
 END_TEST
 
+static atomic_int worker_state;   /* 1 running, 2 saw the stop */
+
+static void *worker_body(void *arg)
+{
+	struct pollfd p = { .fd = ((struct worker *)arg)->stop_fd, .events = POLLIN };
+	atomic_store(&worker_state, 1);
+	while (poll(&p, 1, -1) < 0 || !(p.revents & POLLIN))
+		;
+	atomic_store(&worker_state, 2);
+	return NULL;
+}
+
+START_TEST(worker_stops)
+{
+	struct worker w;
+	struct err e = {0};
+
+	worker_init(&w);
+	worker_stop(&w);   /* never started: nothing to do */
+	ck_assert_int_eq(w.stop_fd, -1);
+	ck_assert_int_eq(worker_start(&w, worker_body, &w, "test worker", &e), 0);
+	worker_stop(&w);   /* returns only once the thread saw the stop */
+	ck_assert_int_eq(atomic_load(&worker_state), 2);
+	ck_assert(!w.running);
+	ck_assert_int_eq(w.stop_fd, -1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("util");
@@ -85,6 +116,7 @@ int main(void)
 	tcase_add_test(tc, u64_strict);
 	tcase_add_test(tc, err_messages);
 	tcase_add_test(tc, buffer_growth);
+	tcase_add_test(tc, worker_stops);
 	suite_add_tcase(s, tc);
 	return check_run(s, false);
 }
