@@ -355,12 +355,13 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	if (rc < 0)
 		return -1;
 	/* Nothing was ever remapped: the window is still its one mapping and no
-	 * page is write-protected, so the registration is inert (no fault, no
-	 * per-page work) and stays: unregistering walks every populated PTE to
-	 * clear write-protect bits, milliseconds per GiB, and the next virtualize
-	 * finds it in place. With 2 MiB backing it is dropped, so nothing stands
-	 * between the window and huge mappings. */
-	for (size_t i = 0; i < nwant && !m->state_dirty && m->huge; i++)
+	 * page is write-protected. Usually nothing registered it either (wp.c,
+	 * wp_arm); if a change that failed did, the registration is inert (no
+	 * fault, no per-page work) and stays: unregistering walks every
+	 * populated PTE to clear write-protect bits, milliseconds per GiB. With
+	 * 2 MiB backing it is dropped, so nothing stands between the window and
+	 * huge mappings. */
+	for (size_t i = 0; i < nwant && !m->state_dirty && m->wp_armed && m->huge; i++)
 		if (wp_unregister(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 	/* Otherwise one identity mapping again: unregistered, THP advised. */

@@ -222,10 +222,12 @@ int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		m->cow_reserve = 0;
 		m->alloc_cursor = m->spare_first;
 	}
-	for (; done < n; done++)
+	/* The window stays as it is (wp_arm registers it at the first change),
+	 * unless other ranges are armed already: then these join them. */
+	for (; m->wp_armed && done < n; done++)
 		if (wp_register(m, req[done][0], req[done][1], e) < 0)
 			break;
-	if (done < n) {
+	if (m->wp_armed && done < n) {
 		/* Undo: a fresh identity mapping drops the registration. */
 		struct err e2 = {0};
 		for (size_t i = 0; i < done; i++)
@@ -314,6 +316,7 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		spare_release(m);
 		state_drop(m);
 		m->nfree = m->cow_reserve = 0;
+		m->wp_armed = false;
 	}
 	mode_update(m);
 	m->st.devirtualizations++;

@@ -76,6 +76,28 @@ int wp_unregister(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	return 0;
 }
 
+/* Register every virtualized range, once, before the first change that may
+ * protect a page. virtualize leaves the window alone, so a virtualize that
+ * changed nothing is undone without unregistering, which walks every
+ * populated entry to clear write-protect bits (1.5 ms for 4 GiB). */
+int wp_arm(struct mem *m, struct err *e)
+{
+	size_t r = 0;
+
+	for (; r < m->nranges && !m->wp_armed; r++)
+		if (wp_register(m, m->ranges[r][0], m->ranges[r][1], e) < 0)
+			break;
+	if (r < m->nranges && !m->wp_armed) {
+		/* Registered but unprotected is inert; dropped so huge pages stay possible. */
+		struct err e2 = {0};
+		while (r-- > 0)
+			wp_unregister(m, m->ranges[r][0], m->ranges[r][1], &e2);
+		return -1;
+	}
+	m->wp_armed = true;
+	return 0;
+}
+
 /* Turning protection off also wakes writers blocked on the page. */
 int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e)
 {

@@ -147,6 +147,30 @@ START_TEST(passthrough_two_regions)
 }
 END_TEST
 
+/* Does the mapping holding addr carry VmFlags `flag` (smaps: "uw" is
+ * userfaultfd write protection registered)? */
+static bool vma_has_flag(const void *addr, const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false, has = false;
+	uintptr_t a = (uintptr_t)addr;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = a >= lo && a < hi;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			char want[8];
+			snprintf(want, sizeof(want), " %s", flag);
+			has = strstr(line, want) != NULL;
+		}
+	}
+	fclose(f);
+	return has;
+}
+
 START_TEST(virtualize_is_lazy_identity)
 {
 	struct mem *m = make(RAM, SPARE, BACKMAP_LIST);
@@ -157,6 +181,8 @@ START_TEST(virtualize_is_lazy_identity)
 
 	virtualize_or_skip(m, 0, 0);
 	ck_assert_uint_eq(mem_get_mode(m), MEM_VIRTUALIZED);
+	/* The window is left alone until a change: nothing to undo. */
+	ck_assert(!vma_has_flag(mem_gpa_hva(m, 0), "uw"));
 	mem_info(m, &info);
 	ck_assert_uint_eq(info.monitor_bytes, 0);   /* identity costs nothing */
 	for (uint64_t p = 0; p < PAGES; p += 97)
@@ -193,7 +219,10 @@ START_TEST(migrate_preserves_and_refuses)
 	ck_assert_int_eq(mem_migrate(m, 10, spare0, &e), -1);   /* pass-through */
 	ck_assert_ptr_nonnull(strstr(e.msg, "pass-through"));
 	virtualize_or_skip(m, 0, 0);
+	ck_assert(!vma_has_flag(mem_gpa_hva(m, 11 << PAGE_SHIFT), "uw"));
 	ck_assert_int_eq(mem_migrate(m, 10, spare0, &e), 0);
+	/* The first change registered the whole range: any page may be next. */
+	ck_assert(vma_has_flag(mem_gpa_hva(m, 11 << PAGE_SHIFT), "uw"));
 	ck_assert_uint_eq(p2m(m, 10), spare0);
 	ck_assert(check(m, 10, 10));
 	ck_assert_uint_eq(h.last, 10);
