@@ -15,9 +15,10 @@ struct worker {
 };
 
 void worker_init(struct worker *w);
-/* Start fn(arg); `what` names the thread in an error. */
-int worker_start(struct worker *w, void *(*fn)(void *), void *arg, const char *what,
-		 struct err *e);
+/* Start fn(arg) as thread `name` (at most 15 characters, for top and perf);
+ * `what` names it in an error. */
+int worker_start(struct worker *w, void *(*fn)(void *), void *arg, const char *name,
+		 const char *what, struct err *e);
 /* Tell it to stop, wait for it, close the fd. Safe when never started. */
 void worker_stop(struct worker *w);
 

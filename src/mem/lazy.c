@@ -49,6 +49,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -519,7 +520,7 @@ static int mover_start(struct lazy *l, struct err *e)
 	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (l->wake_fd < 0)
 		return err_sys(e, "creating an eventfd for the devirtualize mover");
-	return worker_start(&l->mover, mover_main, l, "devirtualize mover thread", e);
+	return worker_start(&l->mover, mover_main, l, "devirt-mover", "devirtualize mover thread", e);
 }
 
 static void kick(int fd)
@@ -776,6 +777,28 @@ static void lazy_free(struct lazy *l)
 	free(l);
 }
 
+/* Keep khugepaged out of this process while pages move: collapsing a
+ * 2 MiB range of the memfd locks its pages and walks every mapping of them
+ * (each of the scramble's one-page VMAs), and the unmapping and the faults
+ * that wait on it stalled the guest for 65-100 ms. Huge pages come back at
+ * the end (restore_huge), once this is released. False if THP was off
+ * already (by the user: left as it is) or the kernel refused. */
+static bool thp_hold(const struct mem *m)
+{
+	if (!m->huge || prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) != 0)
+		return false;
+	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0)
+		return true;
+	log_debug("PR_SET_THP_DISABLE: %s (khugepaged may run meanwhile)", strerror(errno));
+	return false;
+}
+
+static void thp_release(void)
+{
+	if (prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0) < 0)
+		log_warn("re-enabling huge pages (PR_SET_THP_DISABLE 0): %s", strerror(errno));
+}
+
 int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		      struct err *e)
 {
@@ -793,6 +816,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		lazy_free(l);
 		return 1;   /* not on this kernel: the caller sweeps instead */
 	}
+	bool thp_held = thp_hold(m);
 	rc = mover_start(l, e);
 	if (rc == 0) {
 		rc = convert_all(l, e);
@@ -815,6 +839,8 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		unconvert_all(l);
 		unregister_all(l, &e2);
 	}
+	if (thp_held)
+		thp_release();
 	if (rc == 0)
 		rc = remap_all(l, e);
 	m->st.skipped += l->identity;

@@ -168,7 +168,7 @@ static void *fault_thread(void *arg)
 
 int wp_start_thread(struct mem *m, struct err *e)
 {
-	return worker_start(&m->fault_thr, fault_thread, m, "copy-on-write fault thread", e);
+	return worker_start(&m->fault_thr, fault_thread, m, "cow-faults", "copy-on-write fault thread", e);
 }
 
 void wp_stop_thread(struct mem *m)

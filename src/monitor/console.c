@@ -308,6 +308,7 @@ static int start_thread(struct console *con, struct err *e)
 		errno = rc;
 		return err_sys(e, "starting the console thread");
 	}
+	pthread_setname_np(con->thread, "console");
 	con->started = true;
 	return 0;
 }

@@ -438,6 +438,7 @@ static int server_start(struct mon_server *s, struct err *e)
 		errno = rc;
 		return err_sys(e, "starting the monitor server thread");
 	}
+	pthread_setname_np(s->thread, "monitor");
 	s->started = true;
 	return 0;
 }

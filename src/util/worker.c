@@ -14,8 +14,8 @@ void worker_init(struct worker *w)
 	w->running = false;
 }
 
-int worker_start(struct worker *w, void *(*fn)(void *), void *arg, const char *what,
-		 struct err *e)
+int worker_start(struct worker *w, void *(*fn)(void *), void *arg, const char *name,
+		 const char *what, struct err *e)
 {
 	w->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->stop_fd < 0)
@@ -26,6 +26,7 @@ int worker_start(struct worker *w, void *(*fn)(void *), void *arg, const char *w
 		return err_sys(e, "starting the %s", what);
 	}
 	w->running = true;
+	pthread_setname_np(w->thr, name);   /* a label for top and perf only */
 	return 0;
 }
 

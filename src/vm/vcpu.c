@@ -1,4 +1,7 @@
 /* One thread per vCPU: KVM_RUN, exit dispatch, and parking for pauses. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1   /* pthread_setname_np */
+#endif
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/kvm.h>
@@ -420,6 +423,9 @@ int vcpu_start(struct vcpu *v, struct err *e)
 		errno = r;
 		return err_sys(e, "starting the thread of vCPU %u", v->id);
 	}
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%u", v->id);
+	pthread_setname_np(v->thread, name);   /* for top and perf */
 	v->started = true;
 	return 0;
 }

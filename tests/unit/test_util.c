@@ -99,7 +99,7 @@ START_TEST(worker_stops)
 	worker_init(&w);
 	worker_stop(&w);   /* never started: nothing to do */
 	ck_assert_int_eq(w.stop_fd, -1);
-	ck_assert_int_eq(worker_start(&w, worker_body, &w, "test worker", &e), 0);
+	ck_assert_int_eq(worker_start(&w, worker_body, &w, "test-worker", "test worker", &e), 0);
 	worker_stop(&w);   /* returns only once the thread saw the stop */
 	ck_assert_int_eq(atomic_load(&worker_state), 2);
 	ck_assert(!w.running);
