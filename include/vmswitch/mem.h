@@ -173,6 +173,7 @@ struct mem_stats {
 	uint64_t passthrough_page_ops;        /* per-page work done while pass-through: stays 0 */
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
 	uint64_t demand_faults;               /* pages mapped on a guest access while unmapped */
+	uint64_t mapped_ahead;                /* pages after those, mapped with them */
 	const char *last_method;              /* how the last devirtualize moved pages, or NULL */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);

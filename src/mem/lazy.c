@@ -62,6 +62,7 @@
 #define LAZY_STEPS 16         /* moves between looks for faults */
 #define LAZY_PENDING 256      /* faults waiting to be served again */
 #define LAZY_REQ 64           /* chunks asked for out of order */
+#define LAZY_AROUND 16        /* pages after a faulting one mapped with it */
 
 struct lazy {
 	struct mem *m;
@@ -96,7 +97,8 @@ struct lazy {
 	int rc;
 	struct err err;
 	uint64_t *parked;             /* per PFN bit: displaced to a temporary frame */
-	uint64_t direct, indirect, identity, faults;
+	uint64_t *mapped;             /* per PFN bit: home and mapped again */
+	uint64_t direct, indirect, identity, faults, around;
 	uint64_t pending[LAZY_PENDING];
 	size_t npending;
 };
@@ -193,15 +195,13 @@ static void request(struct lazy *l, uint64_t pfn)
 }
 
 /* Occupant q of frame p leaves for free frame t: a copy and a P2M change,
- * once q is unmapped. Returns 1 if it is not yet (its chunk is asked for). */
+ * once q is unmapped. Returns 1 if it is not yet. */
 static int displace(struct lazy *l, uint64_t q, uint64_t p, uint64_t t)
 {
 	struct mem *m = l->m;
 
-	if (!converted(l, q)) {
-		request(l, q);
+	if (!converted(l, q))
 		return 1;
-	}
 	copy(l, t, p);
 	frame_set_free(m, t, false);
 	p2m_assign(m, q, t);
@@ -248,10 +248,11 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 static bool map_home(struct lazy *l, uint64_t p)
 {
 	uintptr_t a = (uintptr_t)window_addr(l->m, p);
+	bool d = has_data(l, p);   /* known already when the page just came home */
 	int rc;
 
 	forget(l, p);   /* mapped from now on */
-	if (frame_populated(l->m, p)) {
+	if (d) {
 		struct uffdio_continue c = { .range = { a, PAGE_SIZE } };
 		rc = ioctl(l->uffd, UFFDIO_CONTINUE, &c);
 	} else {
@@ -260,6 +261,7 @@ static bool map_home(struct lazy *l, uint64_t p)
 	}
 	if (rc < 0 && errno == EAGAIN)   /* an mremap's event is not read yet */
 		return false;
+	bit_put(l->mapped, p, true);
 	if (rc < 0) {
 		/* EEXIST: another vCPU's fault mapped it first. */
 		if (errno != EEXIST)
@@ -268,6 +270,27 @@ static bool map_home(struct lazy *l, uint64_t p)
 		wake_range(l, p);
 	}
 	return true;
+}
+
+/* After a fault on p, bring home and map the pages after it too: a guest
+ * walking its memory then waits once per LAZY_AROUND pages instead of once
+ * per page (each wait is a round trip through this thread and, on a busy
+ * host, a trip through the scheduler). Stops at a page still mapped, or
+ * one whose frame's occupant is; a never-written page is left to its own
+ * fault, as mapping it would allocate it. */
+static void fault_around(struct lazy *l, uint64_t p)
+{
+	struct err e = {0};
+	uint64_t f;
+
+	for (uint64_t x = p + 1; x <= p + LAZY_AROUND && x < l->m->ram_top; x++) {
+		if (!converted(l, x) || bit(l->mapped, x))
+			return;
+		if (!home(l->m, x) && home_one(l, x, &f, &e) != 0)
+			return;   /* a failure is the sweep's to report */
+		if (has_data(l, x) && map_home(l, x))
+			l->around++;
+	}
 }
 
 /* One fault: true when served, false to try again later. */
@@ -286,6 +309,8 @@ static bool serve(struct lazy *l, uint64_t p)
 		if (rc < 0)
 			log_warn("bringing PFN 0x%llx home on demand: %s (will retry)",
 				 (unsigned long long)p, e.msg);
+		if (rc > 0)   /* its frame's occupant is still mapped: unmap it next */
+			request(l, l->inv[p] - 1);
 		if (rc != 0)
 			return false;
 	}
@@ -293,6 +318,7 @@ static bool serve(struct lazy *l, uint64_t p)
 		return false;
 	l->faults++;
 	note_stall(l->m, now_ns() - t0);
+	fault_around(l, p);
 	return true;
 }
 
@@ -743,6 +769,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
 	l->known = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->parked = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
+	l->mapped = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
 	l->data = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->conv = calloc(m->ram_top / 64 + 1, sizeof(*l->conv));
 	l->whead = calloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
@@ -769,6 +796,7 @@ static void lazy_free(struct lazy *l)
 	free(l->inv);
 	free(l->known);
 	free(l->parked);
+	free(l->mapped);
 	free(l->data);
 	free((void *)l->conv);
 	free(l->whead);
@@ -806,7 +834,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	struct err e2 = {0};
 	int rc;
 
-	if (!l || !l->inv || !l->known || !l->parked || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
+	if (!l || !l->inv || !l->known || !l->parked || !l->mapped || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
 		if (l)
 			lazy_free(l);
 		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
@@ -847,6 +875,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	m->st.direct += l->direct;
 	m->st.indirect += l->indirect;
 	m->st.demand_faults += l->faults;
+	m->st.mapped_ahead += l->around;
 	note_stall(m, l->longest_convert_ns);
 	lazy_free(l);
 	return rc;

@@ -60,8 +60,9 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 		b.holes_moved - a.holes_moved);
 	print_ms(out, "took", b.last_devirtualize_ns);
 	if (b.demand_faults > a.demand_faults)
-		fprintf(out, "pages mapped on guest access meanwhile: %" PRIu64 "\n",
-			b.demand_faults - a.demand_faults);
+		fprintf(out, "pages mapped on guest access meanwhile: %" PRIu64
+			" (and %" PRIu64 " after them, ahead of the guest)\n",
+			b.demand_faults - a.demand_faults, b.mapped_ahead - a.mapped_ahead);
 	if (b.paused_batches > a.paused_batches)
 		fprintf(out, "paused batches: %" PRIu64 "\n", b.paused_batches - a.paused_batches);
 	print_ms(out, "longest stall", b.last_stall_ns);

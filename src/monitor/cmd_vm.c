@@ -47,6 +47,7 @@ static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, stru
 		P("passthrough_page_ops", s.passthrough_page_ops);
 		P("paused_batches", s.paused_batches);
 		P("demand_faults", s.demand_faults);
+		P("mapped_ahead", s.mapped_ahead);
 	}
 	if (mon->t.mmu) {
 		struct mmu_stats s;

@@ -276,10 +276,12 @@ static void stress(unsigned nwriters, enum protect how, unsigned rounds)
 	if (!pause_mode)
 		ck_assert_uint_gt(st.cow_breaks, 0);
 	/* Unmapped pages the writers touched were brought home on demand. */
-	if (r.unmapped)
+	if (r.unmapped) {
 		ck_assert_uint_gt(st.demand_faults, 0);
-	else
+		ck_assert_uint_gt(st.mapped_ahead, 0);   /* and their neighbours, unasked */
+	} else {
 		ck_assert_uint_eq(st.demand_faults, 0);
+	}
 	/* Each mode really took its path: pauses, or none at all. */
 	if (pause_mode)
 		ck_assert_uint_gt(st.paused_batches, 2 * rounds);
