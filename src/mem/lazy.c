@@ -81,6 +81,7 @@ struct lazy {
 	uint32_t *cdone;              /* chunks converted, in order (chunk = PFN / LAZY_CHUNK) */
 	atomic_size_t ncdone;
 	uint64_t longest_convert_ns;
+	unsigned nconverted;          /* chunks so far, for the tests' injected failure */
 
 	/* The mover's own. */
 	uint32_t *inv;                /* per MFN: 1 + the non-identity PFN on it, or 0 */
@@ -613,6 +614,9 @@ static int convert_one(struct lazy *l, uint64_t a, uint64_t b, struct err *e)
 {
 	if (converted(l, a) || !chunk_moves(l->m, a, b))
 		return 0;
+	if (++l->nconverted == l->m->fail_unmap_after)
+		return err_set(e, EIO, "unmapping PFNs 0x%llx-0x%llx: failure injected by a test",
+			       (unsigned long long)a, (unsigned long long)b);
 	uint64_t t0 = now_ns();
 	if (chunk_convert(l, a, b, e) < 0)
 		return -1;

@@ -143,6 +143,59 @@ static unsigned migrate_some(struct rig *r, uint64_t a, uint64_t b, uint64_t see
 	return migrate_into(r, a, b, seed, PAGES, PAGES + SPARE / PAGE_SIZE);
 }
 
+/* Up to max virtualized PFNs whose mapping is not registered for write
+ * protection (smaps VmFlags without "uw"). */
+static size_t unprotectable(struct rig *r, uint64_t *pfn, size_t max)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	uintptr_t base = (uintptr_t)mem_gpa_hva(r->m, 0), lo = 0, hi = 0;
+	char line[512];
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (n < max && fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			lo = a;
+			hi = b;
+		} else if (strncmp(line, "VmFlags:", 8) == 0 && !strstr(line, " uw") &&
+			   lo >= base && hi <= base + RAM) {
+			uint64_t p = (lo - base) >> PAGE_SHIFT, f2;
+			if (mem_p2m(r->m, p, &f2) == 0 && mem_get_mode(r->m) != MEM_PASSTHROUGH &&
+			    !((p >= 100 && p < 1100) || (p >= 1200 && p < 2200)))   /* the pieces */
+				pfn[n++] = p;
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+/* A devirtualize by unmapping that fails half way (the third chunk's
+ * unmapping refused) leaves the memory virtualized, every page where P2M
+ * says and reachable, and changes still protect pages (the final verify
+ * and the writers' read-backs see any word lost). */
+static void failed_devirtualize(struct rig *r, uint64_t end)
+{
+	struct err e = {0};
+	enum mem_mode mode = mem_get_mode(r->m);
+
+	r->m->fail_unmap_after = 3;
+	ck_assert_int_eq(mem_devirtualize(r->m, 0, 0, &e), -1);
+	ck_assert_ptr_nonnull(strstr(e.msg, "injected"));
+	r->m->fail_unmap_after = 0;
+	ck_assert_int_eq(mem_get_mode(r->m), mode);
+	struct mem_p2m_summary s;
+	mem_p2m_summary(r->m, &s);
+	ck_assert_uint_lt(s.identity, PAGES);   /* some pages are still away */
+	msleep(10);   /* the writers go on through the pages' new mappings */
+	/* The pages it had unmapped have new mappings: registered again, as a
+	 * change may write-protect any virtualized page. */
+	uint64_t fresh[8];
+	ck_assert_uint_eq(unprotectable(r, fresh, 8), 0);
+	ck_assert_uint_gt(migrate_into(r, 2200, end, 99, PAGES, PAGES + SPARE / PAGE_SIZE), 0);
+	msleep(10);
+}
+
 static void round_trip(struct rig *r, unsigned round)
 {
 	struct err e = {0};
@@ -209,6 +262,8 @@ static void round_trip(struct rig *r, unsigned round)
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
 		ck_assert_uint_eq(f, p);
 	}
+	if (r->unmapped && round == 2)
+		failed_devirtualize(r, b);
 	must(mem_devirtualize(r->m, 0, 0, &e), &e, "devirtualize");
 	ck_assert_int_eq(mem_get_mode(r->m), MEM_PASSTHROUGH);
 	struct mem_stats st;
