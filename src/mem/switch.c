@@ -4,9 +4,9 @@
  * its zero default, no page write-protected, windows one mapping each (a
  * window never remapped may stay registered with userfaultfd: inert, see
  * remap_devirtualize).
- * Virtualize registers the range for write protection and records it; all
- * per-page state appears lazily as pages are remapped, so it is O(1) in
- * memory size. */
+ * Virtualize records the range, nothing more: the first change registers
+ * it for write protection (wp_arm), and all per-page state appears lazily
+ * as pages are remapped, so it is O(1) in memory size. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
