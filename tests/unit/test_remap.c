@@ -8,7 +8,9 @@
  * its writer last wrote, P2M must be the identity and each window one
  * mapping again. With uffd write protection (1 and 2 writers) and with
  * paused batches (the pause callback stops the writers), and by default
- * (a whole devirtualize unmaps what it moves: lazy.c). */
+ * (a whole devirtualize unmaps what it moves: lazy.c; once, that unmapping
+ * is made to fail half way, and must leave everything virtualized and
+ * intact). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
