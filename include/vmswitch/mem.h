@@ -82,9 +82,9 @@ struct mem_config {
 	 * (ops.pause; each batch sized to keep its pause under a millisecond);
 	 * with shared pages they use userfaultfd write protection. protect_by_pause:
 	 * paused batches always, even with shared pages, and never unmap;
-	 * protect_by_wp: always per-page uffd write protection, never pause. migrate, share, copy-on-write and
-	 * evacuate always use uffd write protection (one page: cheaper than
-	 * stopping every vCPU). */
+	 * protect_by_wp: always per-page uffd write protection, never pause.
+	 * migrate, share, copy-on-write and evacuate always use uffd write
+	 * protection (one page: cheaper than stopping every vCPU). */
 	bool protect_by_pause;
 	bool protect_by_wp;
 };

@@ -31,9 +31,9 @@
  * fault then (moving the occupant alone by a protected mmap made a mapping
  * the unmapping tore down again, and needed a lock the converter holds
  * through its mremap). The mover never waits for the converter, whose
- * mremap waits for it. Used
- * when devirtualizing everything, nothing is shared or retired, a frame is
- * free, and the kernel has minor faults on shmem. */
+ * mremap waits for it. Used when devirtualizing everything, nothing is
+ * shared or retired, a frame is free, and the kernel has minor faults on
+ * shmem. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif

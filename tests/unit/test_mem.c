@@ -14,6 +14,7 @@
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
+#include "smaps.h"
 
 #define RAM (8 * MiB)
 #define SPARE (1 * MiB)
@@ -152,21 +153,13 @@ END_TEST
 static bool vma_has_flag(const void *addr, const char *flag)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
-	char line[512];
-	bool in = false, has = false;
-	uintptr_t a = (uintptr_t)addr;
+	struct smaps_vma v;
+	bool has = false;
 
 	ck_assert_ptr_nonnull(f);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
-			in = a >= lo && a < hi;
-		else if (in && strncmp(line, "VmFlags:", 8) == 0) {
-			char want[8];
-			snprintf(want, sizeof(want), " %s", flag);
-			has = strstr(line, want) != NULL;
-		}
-	}
+	while (smaps_next(f, &v))
+		if ((uintptr_t)addr >= v.lo && (uintptr_t)addr < v.hi)
+			has = smaps_has(&v, flag);
 	fclose(f);
 	return has;
 }

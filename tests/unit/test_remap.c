@@ -25,7 +25,8 @@
 
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
-#include "mem_internal.h"   /* the negative control calls move_page directly */
+#include "smaps.h"
+#include "mem_internal.h"   /* move_page for the negative control, fail_unmap_after */
 
 #define RAM (16 * MiB)
 #define SPARE (2 * MiB)
@@ -151,22 +152,16 @@ static unsigned migrate_some(struct rig *r, uint64_t a, uint64_t b, uint64_t see
 static size_t unprotectable(struct rig *r, uint64_t *pfn, size_t max)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");
-	uintptr_t base = (uintptr_t)mem_gpa_hva(r->m, 0), lo = 0, hi = 0;
-	char line[512];
+	uintptr_t base = (uintptr_t)mem_gpa_hva(r->m, 0);
+	struct smaps_vma v;
 	size_t n = 0;
 
 	ck_assert_ptr_nonnull(f);
-	while (n < max && fgets(line, sizeof(line), f)) {
-		unsigned long a, b;
-		if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
-			lo = a;
-			hi = b;
-		} else if (strncmp(line, "VmFlags:", 8) == 0 && !strstr(line, " uw") &&
-			   lo >= base && hi <= base + RAM) {
-			uint64_t p = (lo - base) >> PAGE_SHIFT;
-			if (!((p >= 100 && p < 1100) || (p >= 1200 && p < 2200)))   /* the pieces */
-				pfn[n++] = p;
-		}
+	while (n < max && smaps_next(f, &v)) {
+		uint64_t p = (v.lo - base) >> PAGE_SHIFT;
+		if (v.lo >= base && v.hi <= base + RAM && !smaps_has(&v, "uw") &&
+		    !((p >= 100 && p < 1100) || (p >= 1200 && p < 2200)))   /* the pieces */
+			pfn[n++] = p;
 	}
 	fclose(f);
 	return n;
