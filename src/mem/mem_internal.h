@@ -92,6 +92,7 @@ int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err 
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 /* Has the frame ever been written (is it not a hole in the memfd)? */
 bool frame_populated(const struct mem *m, uint64_t mfn);
+void frames_resident(const struct mem *m, uint64_t *bits);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);
 void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data);

@@ -15,6 +15,7 @@
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
 #include "smaps.h"
+#include "mem_internal.h"   /* frames_resident, frame_populated */
 
 #define RAM (8 * MiB)
 #define SPARE (1 * MiB)
@@ -287,6 +288,30 @@ START_TEST(holes_stay_holes)
 }
 END_TEST
 
+/* The bulk residency answer (mincore) names exactly the written frames,
+ * RAM and spare alike, as frame_populated does one at a time. */
+START_TEST(resident_frames_are_the_written_ones)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_REFCOUNT);
+	const uint64_t written[] = { 3, 64, 65, 66, 127, 128, PAGES - 1, PAGES, PAGES + 200 };
+	uint64_t *bits = calloc(m->nr_mfn / 64 + 1, sizeof(*bits));
+
+	for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++)
+		memset(mem_mfn_hva(m, written[i]), 0x5a, PAGE_SIZE);
+	frames_resident(m, bits);
+	for (uint64_t f = 0; f < m->nr_mfn; f++) {
+		bool want = false;
+		for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++)
+			want |= written[i] == f;
+		ck_assert_msg((bits[f / 64] >> (f % 64) & 1) == want, "MFN %llu: resident %d",
+			      (unsigned long long)f, !want);
+		ck_assert_int_eq(frame_populated(m, f), want);
+	}
+	free(bits);
+	mem_destroy(m);
+}
+END_TEST
+
 START_TEST(no_spare_fails_cleanly)
 {
 	struct mem *m = make(RAM, 0, BACKMAP_REFCOUNT);
@@ -375,6 +400,32 @@ START_TEST(evacuate_retires)
 	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
 	for (uint64_t p = 100; p < 108; p++)
 		ck_assert(check(m, p, p) && p2m(m, p) == p);
+	mem_destroy(m);
+}
+END_TEST
+
+/* Retired spare frames stay out of the free list of the next virtualize,
+ * and come back to it once unretired. */
+START_TEST(retired_spares_not_free)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_REFCOUNT);
+	struct mem_p2m_summary sum;
+	struct err e = {0};
+	const uint64_t spares = SPARE / PAGE_SIZE;
+
+	virtualize_or_skip(m, 0, 0);
+	ck_assert_int_eq(mem_evacuate(m, PAGES + 2, PAGES + 10, &e), 0);
+	ck_assert_int_eq(mem_evacuate(m, PAGES + spares - 1, PAGES + spares, &e), 0);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert_int_eq(mem_virtualize(m, 0, 0, &e), 0);
+	mem_p2m_summary(m, &sum);
+	ck_assert_uint_eq(sum.free_frames, spares - 9);
+	ck_assert_int_eq(mem_migrate(m, 7, PAGES + 3, &e), -1);   /* retired */
+	ck_assert_int_eq(mem_unretire(m, PAGES + 2, PAGES + 10, &e), 0);
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert_int_eq(mem_virtualize(m, 0, 0, &e), 0);
+	mem_p2m_summary(m, &sum);
+	ck_assert_uint_eq(sum.free_frames, spares - 1);
 	mem_destroy(m);
 }
 END_TEST
@@ -493,8 +544,10 @@ static Suite *mem_suite(void)
 	tcase_add_test(tc, migrate_preserves_and_refuses);
 	tcase_add_test(tc, no_spare_fails_cleanly);
 	tcase_add_test(tc, holes_stay_holes);
+	tcase_add_test(tc, resident_frames_are_the_written_ones);
 	tcase_add_test(tc, share_then_copy_on_write);
 	tcase_add_test(tc, evacuate_retires);
+	tcase_add_test(tc, retired_spares_not_free);
 	tcase_add_test(tc, partial_ranges);
 	tcase_add_test(tc, hugepages_modes);
 	tcase_add_test(tc, bad_config);
