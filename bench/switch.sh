@@ -5,7 +5,8 @@
 #   virtualize; devirtualize            (nothing to move)
 #   virtualize; scramble (all RAM); devirtualize
 # and reads back: each command's own time, pages moved per second, the
-# longest stall vmswitch measured (a vCPU pause or a write-protected page),
+# longest stall vmswitch measured (a vCPU pause, a write-protected page, a
+# demand fault from when it was read until served, or a chunk's unmapping),
 # and the longest gap the guest itself saw between two page iterations
 # (rdtsc, reported per round; `stats clear` starts each window). A quiet
 # sample with no switching first gives the gap floor (host scheduling,

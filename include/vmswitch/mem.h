@@ -166,7 +166,9 @@ struct mem_stats {
 	uint64_t holes_moved;                 /* never-written pages moved without copying */
 	uint64_t resident_bytes;              /* machine memory allocated (written frames) */
 	uint64_t migrations, shares, cow_breaks, evacuated;
-	uint64_t longest_stall_ns;            /* longest time one page/batch was protected */
+	/* Longest a vCPU could wait: a page/batch protected, a demand fault
+	 * from when it was read until served, or one chunk's unmapping. */
+	uint64_t longest_stall_ns;
 	uint64_t last_stall_ns;               /* the same, during the last devirtualize */
 	uint64_t last_huge_chunks, last_huge_ns; /* 2 MiB chunks collapsed at its end, and how long */
 	uint64_t last_virtualize_ns, last_devirtualize_ns;

@@ -100,7 +100,7 @@ struct lazy {
 	uint64_t *parked;             /* per PFN bit: displaced to a temporary frame */
 	uint64_t *mapped;             /* per PFN bit: home and mapped again */
 	uint64_t direct, indirect, identity, faults, around;
-	uint64_t pending[LAZY_PENDING];
+	struct { uint64_t pfn, since; } pending[LAZY_PENDING];   /* since: first read */
 	size_t npending;
 };
 
@@ -299,15 +299,18 @@ static void fault_around(struct lazy *l, uint64_t p)
 	}
 }
 
-/* One fault: true when served, false to try again later. */
-static bool serve(struct lazy *l, uint64_t p)
+/* One fault, read at t0: true when served, false to try again later. The
+ * stall noted runs from t0, so a fault that waited for its frame's occupant
+ * to be unmapped counts all of that wait. */
+static bool serve(struct lazy *l, uint64_t p, uint64_t t0)
 {
 	struct err e = {0};
-	uint64_t t0 = now_ns(), f;
+	uint64_t f;
 
 	/* Mapped on its own again after a failure, or all home and plain. */
 	if (!converted(l, p) || atomic_load(&l->unregistered)) {
 		wake_range(l, p);
+		note_stall(l->m, now_ns() - t0);
 		return true;
 	}
 	if (!home(l->m, p)) {
@@ -328,12 +331,14 @@ static bool serve(struct lazy *l, uint64_t p)
 	return true;
 }
 
-static void defer(struct lazy *l, uint64_t p)
+static void defer(struct lazy *l, uint64_t p, uint64_t since)
 {
-	if (l->npending < LAZY_PENDING)
-		l->pending[l->npending++] = p;
-	else   /* its vCPU waits until the range is unregistered at the end */
+	if (l->npending == LAZY_PENDING) {   /* its vCPU waits for the end's unregistering */
 		log_warn("too many faults waiting; PFN 0x%llx waits for the end", (unsigned long long)p);
+		return;
+	}
+	l->pending[l->npending].pfn = p;
+	l->pending[l->npending++].since = since;
 }
 
 static void retry_pending(struct lazy *l)
@@ -342,7 +347,7 @@ static void retry_pending(struct lazy *l)
 
 	l->npending = 0;
 	for (size_t i = 0; i < was; i++)
-		if (!serve(l, l->pending[i]))
+		if (!serve(l, l->pending[i].pfn, l->pending[i].since))
 			l->pending[n++] = l->pending[i];
 	l->npending = n;
 }
@@ -359,8 +364,9 @@ static void drain(struct lazy *l)
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
 			uint64_t p = window_pfn(l->m, msg[i].arg.pagefault.address);
-			if (p != UINT64_MAX && !serve(l, p))
-				defer(l, p);
+			uint64_t t0 = now_ns();
+			if (p != UINT64_MAX && !serve(l, p, t0))
+				defer(l, p, t0);
 		}
 }
 
