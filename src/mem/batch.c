@@ -119,6 +119,7 @@ static int map_run(struct batch *b, uint64_t first, uint64_t n, uint64_t mfn, st
 			       (unsigned long long)mfn, (unsigned long long)(mfn + n),
 			       (unsigned long long)first, (unsigned long long)(first + n));
 	m->vma_est += 2;
+	window_mark_remapped(m, first, first + n);
 	b->runs++;
 	if (!in_final(b, first, first + n))
 		return wp_register(m, first, first + n, e);

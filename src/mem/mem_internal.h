@@ -74,6 +74,7 @@ struct mem {
 
 	struct mem_stats st;
 	uint64_t vma_est;        /* upper bound on this process's VMAs */
+	uint64_t *remapped;      /* per 2 MiB block of PFNs: a change gave it mappings of its own */
 	uint64_t map_limit;      /* vm.max_map_count as last read */
 
 	bool huge;               /* windows advised for shmem THP */
@@ -89,10 +90,17 @@ void machine_close(struct mem *m);
 uint8_t *window_addr(const struct mem *m, uint64_t pfn);
 uint64_t window_pfn(const struct mem *m, uint64_t addr);
 int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+/* Blocks of the window whose mapping a change replaced (window_map_page
+ * marks them): the only ones devirtualize maps again. */
+#define REMAP_BLOCK (HUGE_SIZE / PAGE_SIZE)
+void window_mark_remapped(struct mem *m, uint64_t first, uint64_t end);
+bool window_next_remapped(const struct mem *m, uint64_t *a, uint64_t end, uint64_t *b);
+void window_clear_remapped(struct mem *m, uint64_t first, uint64_t end);
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 /* Has the frame ever been written (is it not a hole in the memfd)? */
 bool frame_populated(const struct mem *m, uint64_t mfn);
-void frames_resident(const struct mem *m, uint64_t *bits);
+/* Mark the frames of a run that are resident (so written), in bulk. */
+void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);
 void frame_copy_known(struct mem *m, uint64_t to, uint64_t from, bool from_data, bool to_data);
@@ -160,7 +168,6 @@ void note_stall(struct mem *m, uint64_t ns);
 void notify(struct mem *m, uint64_t pfn);
 /* The range's one identity mapping back (all its pages home), huge pages. */
 int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e);
-void restore_huge(struct mem *m, uint64_t first, uint64_t end);
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e);
 

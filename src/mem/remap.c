@@ -271,7 +271,7 @@ static bool chunk_resident(uint8_t *p)
 	return true;
 }
 
-void restore_huge(struct mem *m, uint64_t first, uint64_t end)
+static void restore_huge(struct mem *m, uint64_t first, uint64_t end)
 {
 	const uint64_t per = HUGE_SIZE / PAGE_SIZE;
 	uint64_t t0 = now_ns();
@@ -303,7 +303,7 @@ void restore_huge(struct mem *m, uint64_t first, uint64_t end)
  * either way. */
 #define IDENTITY_CHUNK_PAGES 64
 
-int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+static int map_identity_run(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
 	for (uint64_t a = first; a < end;) {
 		uint64_t b = MIN(end, ALIGN_DOWN(a + IDENTITY_CHUNK_PAGES, IDENTITY_CHUNK_PAGES));
@@ -312,8 +312,36 @@ int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err
 		wp_wake(m, a, b);
 		a = b;
 	}
-	restore_huge(m, first, end);
 	return 0;
+}
+
+/* Only the 2 MiB blocks a change remapped are mapped again: the rest still
+ * has the window's first mapping, and mapping it again would drop every
+ * vCPU's mappings of it (after migrating one page, devirtualizing 1 GiB
+ * took 110-170 ms, and the guest faulted its memory back in). That rest is
+ * still registered for write protection since the first change: once
+ * unregistered it merges with the blocks mapped again into one mapping.
+ * Huge pages come back afterwards (restore_remapped). */
+int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+{
+	uint64_t a = first, b;
+
+	for (; window_next_remapped(m, &a, end, &b); a = b)
+		if (map_identity_run(m, a, b, e) < 0)
+			return -1;
+	return m->wp_armed ? wp_unregister(m, first, end, e) : 0;
+}
+
+/* [first, end) is one identity mapping again: huge pages for the 2 MiB
+ * blocks inside it that a change had remapped, which are clean from now
+ * on. The others kept theirs. */
+static void restore_remapped(struct mem *m, uint64_t first, uint64_t end)
+{
+	uint64_t a = first, b;
+
+	for (; window_next_remapped(m, &a, end, &b); a = b)
+		restore_huge(m, a, b);
+	window_clear_remapped(m, first, end);
 }
 
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
@@ -335,7 +363,7 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		m->st.last_method = "unmapped pages, mapped again on demand";
 		rc = lazy_devirtualize(m, want, nwant, e);
 		if (rc == 0)
-			return 0;   /* one mapping per range already */
+			goto identity;   /* one mapping per range already */
 	}
 	if (rc == 1 && sweep_possible(m)) {
 		m->st.last_method = "PFN-order sweep in paused batches";
@@ -368,5 +396,8 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	for (size_t i = 0; i < nwant && m->state_dirty; i++)
 		if (map_identity_chunked(m, want[i][0], want[i][1], e) < 0)
 			return -1;
+identity:
+	for (size_t i = 0; i < nwant; i++)
+		restore_remapped(m, want[i][0], want[i][1]);
 	return 0;
 }

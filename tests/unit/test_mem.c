@@ -298,7 +298,7 @@ START_TEST(resident_frames_are_the_written_ones)
 
 	for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++)
 		memset(mem_mfn_hva(m, written[i]), 0x5a, PAGE_SIZE);
-	frames_resident(m, bits);
+	frames_resident(m, 0, m->nr_mfn, bits);
 	for (uint64_t f = 0; f < m->nr_mfn; f++) {
 		bool want = false;
 		for (size_t i = 0; i < sizeof(written) / sizeof(written[0]); i++)
@@ -308,6 +308,55 @@ START_TEST(resident_frames_are_the_written_ones)
 		ck_assert_int_eq(frame_populated(m, f), want);
 	}
 	free(bits);
+	mem_destroy(m);
+}
+END_TEST
+
+/* Is addr mapped by a PTE of this process right now (/proc/self/pagemap)? */
+static bool pte_present(const void *addr)
+{
+	uint64_t ent = 0;
+	FILE *f = fopen("/proc/self/pagemap", "r");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fseeko(f, (off_t)((uintptr_t)addr / PAGE_SIZE * sizeof(ent)), SEEK_SET), 0);
+	ck_assert_uint_eq(fread(&ent, sizeof(ent), 1, f), 1);
+	fclose(f);
+	return ent >> 63;
+}
+
+/* Devirtualize maps again only the 2 MiB blocks a change remapped: a page
+ * elsewhere keeps its mapping (its PTE stays), and the window still ends as
+ * one mapping, unregistered, every time. */
+START_TEST(devirtualize_leaves_other_blocks_mapped)
+{
+	struct mem *m = make(RAM, SPARE, BACKMAP_REFCOUNT);
+	struct mem_info info;
+	struct err e = {0};
+	const uint64_t far = PAGES - 100;   /* not in PFN 5's or 600's block */
+
+	fill(m, 5, 5);
+	fill(m, 600, 6);
+	fill(m, far, 7);
+	virtualize_or_skip(m, 0, 0);
+	for (int round = 0; round < 2; round++) {
+		if (round)
+			ck_assert_int_eq(mem_virtualize(m, 0, 0, &e), 0);
+		ck_assert_int_eq(mem_migrate(m, 5, PAGES + 1, &e), 0);
+		ck_assert_int_eq(mem_migrate(m, 600, PAGES + 2, &e), 0);
+		ck_assert(pte_present(mem_gpa_hva(m, far << PAGE_SHIFT)));
+		/* Round 0 devirtualizes in two pieces (paused sweep), round 1 whole (unmapping). */
+		if (round == 0)
+			ck_assert_int_eq(mem_devirtualize(m, 0, 512, &e), 0);
+		ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+		ck_assert_msg(pte_present(mem_gpa_hva(m, far << PAGE_SHIFT)),
+			      "round %d: the untouched block was mapped again", round);
+		ck_assert(check(m, 5, 5) && check(m, 600, 6) && check(m, far, 7));
+		ck_assert_uint_eq(p2m(m, 5), 5);
+		mem_info(m, &info);
+		ck_assert_uint_eq(info.vmas, 1);
+		ck_assert(!vma_has_flag(mem_gpa_hva(m, 0), "uw"));
+	}
 	mem_destroy(m);
 }
 END_TEST
@@ -545,6 +594,7 @@ static Suite *mem_suite(void)
 	tcase_add_test(tc, no_spare_fails_cleanly);
 	tcase_add_test(tc, holes_stay_holes);
 	tcase_add_test(tc, resident_frames_are_the_written_ones);
+	tcase_add_test(tc, devirtualize_leaves_other_blocks_mapped);
 	tcase_add_test(tc, share_then_copy_on_write);
 	tcase_add_test(tc, evacuate_retires);
 	tcase_add_test(tc, retired_spares_not_free);
