@@ -230,10 +230,10 @@ bool frame_populated(const struct mem *m, uint64_t mfn)
 /* Set a bit in `bits` for each frame of [first, first + n) resident in the
  * memfd's page cache, by mincore on the machine view: one call answers for
  * thousands of frames (~0.1 µs each) where frame_populated asks one at a
- * time (~1 µs). A resident frame is
- * written (or fallocated: copying its zeros is harmless); one not resident
- * may be a hole or swapped out, which only frame_populated tells apart.
- * Best effort: a failure leaves the rest unset. */
+ * time (~1 µs). A resident frame is written (or fallocated: copying its
+ * zeros is harmless); one not resident may be a hole or swapped out, which
+ * only frame_populated tells apart. Best effort: a failure leaves the rest
+ * unset. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits)
 {
 	enum { BLOCK = 65536 };
@@ -354,8 +354,10 @@ bool window_next_remapped(const struct mem *m, uint64_t *a, uint64_t end, uint64
 	return true;
 }
 
-/* [first, end) is one identity mapping again: its blocks are clean, but for
- * a block partly outside it (still virtualized), up to the end of RAM. */
+/* [first, end) is one identity mapping again: the blocks wholly inside it
+ * are clean. A block partly outside stays marked, as its other part may
+ * still be remapped; the last block is inside if [first, end) reaches the
+ * end of RAM. */
 void window_clear_remapped(struct mem *m, uint64_t first, uint64_t end)
 {
 	for (uint64_t b = ALIGN_UP(first, REMAP_BLOCK) / REMAP_BLOCK;

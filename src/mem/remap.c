@@ -318,7 +318,7 @@ static int map_identity_run(struct mem *m, uint64_t first, uint64_t end, struct 
 /* Only the 2 MiB blocks a change remapped are mapped again: the rest still
  * has the window's first mapping, and mapping it again would drop every
  * vCPU's mappings of it (after migrating one page, devirtualizing 1 GiB
- * took 110-170 ms, and the guest faulted its memory back in). That rest is
+ * took 80-170 ms, and the guest faulted its memory back in). That rest is
  * still registered for write protection since the first change: once
  * unregistered it merges with the blocks mapped again into one mapping.
  * Huge pages come back afterwards (restore_remapped). */
