@@ -766,34 +766,22 @@ static int lazy_open(struct lazy *l)
 	return 0;
 }
 
-/* Does a move copy from or to a frame of [a, b)? Each page away from home
- * copies from the frame it is on (inv) and to its own. */
-static bool block_moves(const struct lazy *l, uint64_t a, uint64_t b)
-{
-	for (uint64_t f = a; f < b && f < l->m->nr_mfn; f++)
-		if (l->inv[f] || (f < l->m->ram_top && !home(l->m, f)))
-			return true;
-	return false;
-}
-
 /* Which frames the moves copy from or to are written, learned a 2 MiB
- * block at a time (lazy_new): mincore costs ~0.1 µs per frame of a block,
- * an lseek ~1 µs per frame, so a full scramble wants every block and a few
- * migrations a few blocks. */
-static void learn_resident(struct lazy *l)
+ * block at a time: mincore costs ~0.1 µs per frame of a block, an lseek
+ * ~1 µs per frame, so a full scramble asks about every block and a few
+ * migrations about a few. moving: per block, a move copies from or to one
+ * of its frames. */
+static void learn_resident(struct lazy *l, const uint64_t *moving)
 {
-	const uint64_t blk = HUGE_SIZE / PAGE_SIZE, nr = l->m->nr_mfn;
-	uint64_t b = 0, e;
+	const uint64_t nr = l->m->nr_mfn, nblk = nr / REMAP_BLOCK + 1;
 
-	for (;;) {
-		while (b < nr && !block_moves(l, b, b + blk))
-			b += blk;
-		if (b >= nr)
-			break;
-		for (e = b + blk; e < nr && block_moves(l, e, e + blk); e += blk)
+	for (uint64_t b = 0, e; b < nblk; b = e) {
+		for (e = b; e < nblk && bit(moving, e); e++)
 			;
-		frames_resident(l->m, b, e - b, l->data);
-		b = e;
+		if (e > b)
+			frames_resident(l->m, b * REMAP_BLOCK, (e - b) * REMAP_BLOCK, l->data);
+		else
+			e++;
 	}
 	memcpy(l->known, l->data, (nr / 64 + 1) * sizeof(uint64_t));
 }
@@ -822,14 +810,24 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->whead = calloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
 	l->cdone = calloc(m->ram_top / LAZY_CHUNK + 2 * MEM_MAX_RANGES, sizeof(*l->cdone));
 	l->wnext = calloc(m->ram_top, sizeof(*l->wnext));
+	/* Without it (no memory), every frame is asked about by lseek. */
+	uint64_t *moving = calloc(m->nr_mfn / REMAP_BLOCK / 64 + 1, sizeof(uint64_t));
 	for (size_t r = 0; l->inv && r < nwant; r++)
-		for (uint64_t p = want[r][0]; p < want[r][1]; p++)
-			if (!home(m, p))
-				l->inv[p2m_get(m, p)] = (uint32_t)(p + 1);
-			else
+		for (uint64_t p = want[r][0]; p < want[r][1]; p++) {
+			if (home(m, p)) {
 				l->identity++;
-	if (l->inv && l->known && l->data)
-		learn_resident(l);
+				continue;
+			}
+			uint64_t f = p2m_get(m, p);
+			l->inv[f] = (uint32_t)(p + 1);
+			if (moving) {
+				bit_put(moving, f / REMAP_BLOCK, true);   /* copied from */
+				bit_put(moving, p / REMAP_BLOCK, true);   /* and to */
+			}
+		}
+	if (moving && l->inv && l->known && l->data)
+		learn_resident(l, moving);
+	free(moving);
 	return l;
 }
 
