@@ -316,12 +316,15 @@ static int map_identity_run(struct mem *m, uint64_t first, uint64_t end, struct 
 }
 
 /* Only the 2 MiB blocks a change remapped are mapped again: the rest still
- * has the window's first mapping, and mapping it again would drop every
- * vCPU's mappings of it (after migrating one page, devirtualizing 1 GiB
- * took 80-170 ms, and the guest faulted its memory back in). That rest is
- * still registered for write protection since the first change: once
- * unregistered it merges with the blocks mapped again into one mapping.
- * Huge pages come back afterwards (restore_remapped). */
+ * has the window's first mapping, and mapping it again would tear down
+ * and fault back its page tables (after migrating one page, devirtualizing
+ * 1 GiB took 80-170 ms). That rest is still registered for write
+ * protection since the first change: once unregistered it merges with the
+ * blocks mapped again into one mapping. Unregistering clears write-protect
+ * bits through the MMU notifier, so KVM still drops its mappings of it (a
+ * fifth of the 19 ms left at 4 GiB); registering only the blocks a change
+ * protects would avoid that. Huge pages come back afterwards
+ * (restore_remapped). */
 int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
 	uint64_t a = first, b;
