@@ -779,7 +779,8 @@ static void learn_resident(struct lazy *l, const uint64_t *moving)
 		for (e = b; e < nblk && bit(moving, e); e++)
 			;
 		if (e > b)
-			frames_resident(l->m, b * REMAP_BLOCK, (e - b) * REMAP_BLOCK, l->data);
+			frames_resident(l->m, b * REMAP_BLOCK, (e - b) * REMAP_BLOCK,
+					l->data + b * REMAP_BLOCK / 64);
 		else
 			e++;
 	}

@@ -227,20 +227,20 @@ bool frame_populated(const struct mem *m, uint64_t mfn)
 	return data == off;
 }
 
-/* Set a bit in `bits` for each frame of [first, first + n) resident in the
- * memfd's page cache, by mincore on the machine view: one call answers for
- * thousands of frames (~0.1 µs each) where frame_populated asks one at a
- * time (~1 µs). A resident frame is written (or fallocated: copying its
+/* Set bit i of `bits` for each frame first + i of [first, first + n)
+ * resident in the memfd's page cache, by mincore on the machine view: one
+ * call answers for thousands of frames (~0.1 µs each) where
+ * frame_populated asks one at a time (~1 µs). A resident frame is written (or fallocated: copying its
  * zeros is harmless); one not resident may be a hole or swapped out, which
  * only frame_populated tells apart. Best effort: a failure leaves the rest
  * unset. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits)
 {
-	enum { BLOCK = 65536 };
-	unsigned char *vec = malloc(BLOCK);
+	enum { BLOCK = 4096 };
+	unsigned char vec[BLOCK];
 	uint64_t end = MIN(first + n, m->nr_mfn);
 
-	for (uint64_t f = first; vec && f < end; f += BLOCK) {
+	for (uint64_t f = first; f < end; f += BLOCK) {
 		uint64_t k = MIN((uint64_t)BLOCK, end - f);
 		if (mincore(m->mview + (f << PAGE_SHIFT), k << PAGE_SHIFT, vec) < 0) {
 			log_debug("mincore on the machine view: %s", strerror(errno));
@@ -248,9 +248,8 @@ void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *
 		}
 		for (uint64_t i = 0; i < k; i++)
 			if (vec[i] & 1)
-				bits[(f + i) / 64] |= 1ULL << ((f + i) % 64);
+				bits[(f - first + i) / 64] |= 1ULL << ((f - first + i) % 64);
 	}
-	free(vec);
 }
 
 /* Copy machine frame `from` to `to`, holes as holes. Copying a hole (guest

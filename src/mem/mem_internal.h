@@ -99,7 +99,8 @@ void window_clear_remapped(struct mem *m, uint64_t first, uint64_t end);
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 /* Has the frame ever been written (is it not a hole in the memfd)? */
 bool frame_populated(const struct mem *m, uint64_t mfn);
-/* Mark the frames of a run that are resident (so written), in bulk. */
+/* Mark the frames of a run that are resident (so written), in bulk: bit i
+ * of bits is frame first + i. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);

@@ -259,14 +259,14 @@ static int plan_and_execute(struct mem *m, const uint64_t (*want)[2], size_t nwa
  * used. One chunk at a time, so a guest write waits for one 2 MiB copy at
  * most. Best effort: a kernel without MADV_COLLAPSE for shmem, or no huge
  * page free, leaves it to khugepaged. */
-static bool chunk_resident(uint8_t *p)
+static bool chunk_resident(const struct mem *m, uint64_t pfn)
 {
-	unsigned char vec[HUGE_SIZE / PAGE_SIZE];
+	uint64_t bits[HUGE_SIZE / PAGE_SIZE / 64] = {0};
 
-	if (mincore(p, HUGE_SIZE, vec) < 0)
-		return false;
-	for (size_t i = 0; i < sizeof(vec); i++)
-		if (!(vec[i] & 1))
+	/* Identity by now: PFN pfn is on frame pfn. */
+	frames_resident(m, pfn, HUGE_SIZE / PAGE_SIZE, bits);
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+		if (bits[i] != UINT64_MAX)
 			return false;
 	return true;
 }
@@ -278,7 +278,7 @@ static void restore_huge(struct mem *m, uint64_t first, uint64_t end)
 
 	for (uint64_t a = ALIGN_UP(first, per); m->huge && a + per <= end; a += per) {
 		uint8_t *p = window_addr(m, a);
-		if (!chunk_resident(p))
+		if (!chunk_resident(m, a))
 			continue;
 		if (madvise(p, HUGE_SIZE, MADV_COLLAPSE) == 0) {
 			m->st.last_huge_chunks++;
@@ -385,18 +385,15 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	}
 	if (rc < 0)
 		return -1;
-	/* Nothing was ever remapped: the window is still its one mapping and no
-	 * page is write-protected. Usually nothing registered it either (wp.c,
-	 * wp_arm); if a change that failed did, the registration is inert (no
-	 * fault, no per-page work) and stays: unregistering walks every
-	 * populated PTE to clear write-protect bits, milliseconds per GiB. With
-	 * 2 MiB backing it is dropped, so nothing stands between the window and
-	 * huge mappings. */
-	for (size_t i = 0; i < nwant && !m->state_dirty && m->wp_armed && m->huge; i++)
-		if (wp_unregister(m, want[i][0], want[i][1], e) < 0)
-			return -1;
-	/* Otherwise one identity mapping again: unregistered, THP advised. */
-	for (size_t i = 0; i < nwant && m->state_dirty; i++)
+	/* One identity mapping again, unregistered. If nothing was ever
+	 * remapped, the window is still its one mapping and no page is
+	 * write-protected; usually nothing registered it either (wp.c, wp_arm).
+	 * If a change that failed did, the registration is inert (no fault, no
+	 * per-page work) and stays with 4 KiB backing: unregistering walks
+	 * every populated PTE to clear write-protect bits, milliseconds per
+	 * GiB. With 2 MiB backing it is dropped, so nothing stands between the
+	 * window and huge mappings. */
+	for (size_t i = 0; i < nwant && (m->state_dirty || m->huge); i++)
 		if (map_identity_chunked(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 identity:

@@ -307,6 +307,11 @@ START_TEST(resident_frames_are_the_written_ones)
 			      (unsigned long long)f, !want);
 		ck_assert_int_eq(frame_populated(m, f), want);
 	}
+	/* A run from frame 64: bit i is frame 64 + i. */
+	uint64_t run[2] = {0};
+	frames_resident(m, 64, 128, run);
+	ck_assert_uint_eq(run[0], 1ULL | 1ULL << 1 | 1ULL << 2 | 1ULL << 63);
+	ck_assert_uint_eq(run[1], 1);
 	free(bits);
 	mem_destroy(m);
 }
