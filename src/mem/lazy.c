@@ -51,18 +51,27 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mem_internal.h"
 
-/* PFNs unmapped per mremap: tearing down the chunk's per-page mappings
- * (a few µs each) holds the address-space lock, which a faulting vCPU
- * waits for; the move's event round trip (~0.1 ms) is paid per chunk. */
-#define LAZY_CHUNK 256
+/* PFNs unmapped per mremap. A fault on a page whose frame's occupant is
+ * still mapped waits for the chunk in progress and then the occupant's:
+ * tearing down their per-page mappings takes 3-4 µs a page, and the
+ * mremap's event round trip ~0.1 ms a chunk. 256 pages made those waits
+ * 1-2 ms each; 64 costs ~10% of the pages per second. */
+#define LAZY_CHUNK 64
+#define LAZY_LULL_NS 5000000  /* longest the converter holds off for the mover */
 #define LAZY_STEPS 16         /* moves between looks for faults */
 #define LAZY_PENDING 256      /* faults waiting to be served again */
 #define LAZY_REQ 64           /* chunks asked for out of order */
 #define LAZY_AROUND 16        /* pages after a faulting one mapped with it */
+
+/* A map (UFFDIO_CONTINUE) fails with EAGAIN while any mremap's event is
+ * unread, and the converter issues mremaps back to back: the mover asks
+ * for a lull, the converter holds off until the mover has mapped. */
+enum { QUIET_NO, QUIET_ASKED, QUIET_HOLDING };
 
 struct lazy {
 	struct mem *m;
@@ -75,6 +84,8 @@ struct lazy {
 	bool done;                    /* the mover has every page home, or gave up */
 	atomic_bool all_converted, abort;
 	atomic_bool unregistered;     /* faults from now on just retry, as plain ones */
+	atomic_int quiet;             /* QUIET_*: a map met an mremap in flight */
+	pthread_cond_t quiet_cond;    /* with done_lock: the mover mapped in the lull */
 	uint64_t req[LAZY_REQ];       /* PFNs whose chunks a fault needs unmapped */
 	atomic_size_t req_head, req_tail;   /* the mover adds, the converter takes */
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
@@ -265,8 +276,11 @@ static bool map_home(struct lazy *l, uint64_t p)
 		struct uffdio_zeropage z = { .range = { a, PAGE_SIZE } };
 		rc = ioctl(l->uffd, UFFDIO_ZEROPAGE, &z);
 	}
-	if (rc < 0 && errno == EAGAIN)   /* an mremap's event is not read yet */
+	if (rc < 0 && errno == EAGAIN) {   /* an mremap's event is not read yet */
+		int no = QUIET_NO;
+		atomic_compare_exchange_strong(&l->quiet, &no, QUIET_ASKED);
 		return false;
+	}
 	bit_put(l->mapped, p, true);
 	if (rc < 0) {
 		/* EEXIST: another vCPU's fault mapped it first. */
@@ -523,6 +537,15 @@ static void sweep_some(struct lazy *l)
 	}
 }
 
+/* The converter held off while this thread mapped: let it go on. */
+static void lull_over(struct lazy *l)
+{
+	pthread_mutex_lock(&l->done_lock);
+	atomic_store(&l->quiet, QUIET_NO);
+	pthread_cond_signal(&l->quiet_cond);
+	pthread_mutex_unlock(&l->done_lock);
+}
+
 static void *mover_main(void *arg)
 {
 	struct lazy *l = arg;
@@ -541,8 +564,11 @@ static void *mover_main(void *arg)
 			if (read(l->wake_fd, &v, sizeof(v)) < 0)
 				v = 0;   /* nothing to clear */
 		}
+		bool lull = atomic_load(&l->quiet) == QUIET_HOLDING;
 		drain(l);
 		retry_pending(l);
+		if (lull)
+			lull_over(l);
 		if (!l->done)
 			sweep_some(l);
 	}
@@ -621,12 +647,37 @@ static bool chunk_moves(const struct mem *m, uint64_t first, uint64_t end)
 	return false;
 }
 
+/* If the mover asked, give it a lull to map in (a few ms at most: it
+ * may have stopped). */
+static void hold_off(struct lazy *l)
+{
+	int asked = QUIET_ASKED;
+	struct timespec until;
+
+	if (!atomic_compare_exchange_strong(&l->quiet, &asked, QUIET_HOLDING))
+		return;
+	kick(l->wake_fd);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += LAZY_LULL_NS;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&l->done_lock);
+	while (atomic_load(&l->quiet) == QUIET_HOLDING &&
+	       pthread_cond_timedwait(&l->quiet_cond, &l->done_lock, &until) == 0)
+		;
+	atomic_store(&l->quiet, QUIET_NO);
+	pthread_mutex_unlock(&l->done_lock);
+}
+
 /* Unmap [a, b) unless done already or nothing there moves; tell the
  * mover. */
 static int convert_one(struct lazy *l, uint64_t a, uint64_t b, struct err *e)
 {
 	if (converted(l, a) || !chunk_moves(l->m, a, b))
 		return 0;
+	hold_off(l);
 	if (++l->nconverted == l->m->fail_unmap_after)
 		return err_set(e, EIO, "unmapping PFNs 0x%llx-0x%llx: failure injected by a test",
 			       (unsigned long long)a, (unsigned long long)b);
@@ -769,8 +820,9 @@ static int lazy_open(struct lazy *l)
 /* Which frames the moves copy from or to are written, learned a 2 MiB
  * block at a time: mincore costs ~0.1 µs per frame of a block, an lseek
  * ~1 µs per frame, so a full scramble asks about every block and a few
- * migrations about a few. moving: per block, a move copies from or to one
- * of its frames. */
+ * migrations about a few (the frames mincore finds absent cost one lseek
+ * per run of them). moving: per block, a move copies from or to one of its
+ * frames. */
 static void learn_resident(struct lazy *l, const uint64_t *moving)
 {
 	const uint64_t nr = l->m->nr_mfn, nblk = nr / REMAP_BLOCK + 1;
@@ -778,13 +830,15 @@ static void learn_resident(struct lazy *l, const uint64_t *moving)
 	for (uint64_t b = 0, e; b < nblk; b = e) {
 		for (e = b; e < nblk && bit(moving, e); e++)
 			;
-		if (e > b)
-			frames_resident(l->m, b * REMAP_BLOCK, (e - b) * REMAP_BLOCK,
-					l->data + b * REMAP_BLOCK / 64);
-		else
+		if (e == b) {
 			e++;
+			continue;
+		}
+		uint64_t first = b * REMAP_BLOCK, end = MIN(e * REMAP_BLOCK, nr);
+		frames_with_data(l->m, first, end - first, l->data + first / 64);
+		for (uint64_t f = first; f < end; f++)
+			bit_put(l->known, f, true);
 	}
-	memcpy(l->known, l->data, (nr / 64 + 1) * sizeof(uint64_t));
 }
 
 static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nwant)
@@ -802,6 +856,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	worker_init(&l->mover);
 	pthread_mutex_init(&l->done_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
+	pthread_cond_init(&l->quiet_cond, NULL);
 	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
 	l->known = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->parked = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
@@ -841,6 +896,7 @@ static void lazy_free(struct lazy *l)
 		close(l->uffd);
 	pthread_mutex_destroy(&l->done_lock);
 	pthread_cond_destroy(&l->done_cond);
+	pthread_cond_destroy(&l->quiet_cond);
 	free(l->inv);
 	free(l->known);
 	free(l->parked);

@@ -15,7 +15,7 @@
 #include "vmswitch/mem.h"
 #include "vmswitch/util.h"
 #include "smaps.h"
-#include "mem_internal.h"   /* frames_resident, frame_populated */
+#include "mem_internal.h"   /* frames_resident, frames_with_data, frame_next_data */
 
 #define RAM (8 * MiB)
 #define SPARE (1 * MiB)
@@ -289,7 +289,8 @@ START_TEST(holes_stay_holes)
 END_TEST
 
 /* The bulk residency answer (mincore) names exactly the written frames,
- * RAM and spare alike, as frame_populated does one at a time. */
+ * RAM and spare alike, as frame_populated does one at a time, and so does
+ * frames_with_data; frame_next_data finds the next across holes. */
 START_TEST(resident_frames_are_the_written_ones)
 {
 	struct mem *m = make(RAM, SPARE, BACKMAP_REFCOUNT);
@@ -312,6 +313,19 @@ START_TEST(resident_frames_are_the_written_ones)
 	frames_resident(m, 64, 128, run);
 	ck_assert_uint_eq(run[0], 1ULL | 1ULL << 1 | 1ULL << 2 | 1ULL << 63);
 	ck_assert_uint_eq(run[1], 1);
+	/* Exactly the same with the holes asked of lseek, from frame 3. */
+	uint64_t *data = calloc(m->nr_mfn / 64 + 1, sizeof(*data));
+	frames_with_data(m, 3, m->nr_mfn - 3, data);
+	for (uint64_t f = 3; f < m->nr_mfn; f++)
+		ck_assert_uint_eq(data[(f - 3) / 64] >> ((f - 3) % 64) & 1, bits[f / 64] >> (f % 64) & 1);
+	free(data);
+	/* The next written frame, one lseek over a run of holes. */
+	ck_assert_uint_eq(frame_next_data(m, 0), 3);
+	ck_assert_uint_eq(frame_next_data(m, 4), 64);
+	ck_assert_uint_eq(frame_next_data(m, 67), 127);
+	ck_assert_uint_eq(frame_next_data(m, 129), PAGES - 1);
+	ck_assert_uint_eq(frame_next_data(m, PAGES + 1), PAGES + 200);
+	ck_assert_uint_eq(frame_next_data(m, PAGES + 201), m->nr_mfn);
 	free(bits);
 	mem_destroy(m);
 }
