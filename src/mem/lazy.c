@@ -59,9 +59,10 @@
 /* PFNs unmapped per mremap. A fault on a page whose frame's occupant is
  * still mapped waits for the chunk in progress and then the occupant's:
  * tearing down their per-page mappings takes 3-4 µs a page, and the
- * mremap's event round trip ~0.1 ms a chunk. 256 pages made those waits
- * 1-2 ms each; 64 costs ~10% of the pages per second. */
-#define LAZY_CHUNK 64
+ * mremap's event round trip ~0.1 ms a chunk. At 256 MiB, 256 pages made
+ * those waits 1-2 ms each; 64 cost ~10% of the pages per second; 128
+ * kept both (README, "Switch costs"). */
+#define LAZY_CHUNK 128
 #define LAZY_LULL_NS 5000000  /* longest the converter holds off for the mover */
 #define LAZY_STEPS 16         /* moves between looks for faults */
 #define LAZY_PENDING 256      /* faults waiting to be served again */
