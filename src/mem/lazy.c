@@ -284,8 +284,9 @@ static bool map_home(struct lazy *l, uint64_t p)
 	}
 	bit_put(l->mapped, p, true);
 	if (rc < 0) {
-		/* EEXIST: another vCPU's fault mapped it first. */
-		if (errno != EEXIST)
+		/* EEXIST: another vCPU's fault mapped it first. ENOENT once
+		 * unregistering began: the fault retries as a plain one. */
+		if (errno != EEXIST && !(errno == ENOENT && atomic_load(&l->unregistered)))
 			log_warn("mapping PFN 0x%llx on demand: %s", (unsigned long long)p,
 				 strerror(errno));
 		wake_range(l, p);

@@ -62,7 +62,6 @@ struct mem {
 
 	/* userfaultfd write protection and the COW fault thread. */
 	int uffd;                /* -1 when the host lacks uffd-wp on shmem */
-	bool wp_armed;           /* every virtualized range is registered */
 	char uffd_why[256];
 	struct worker fault_thr; /* the COW fault thread */
 
@@ -149,7 +148,6 @@ int wp_open(struct mem *m);
 void wp_close(struct mem *m);
 int wp_register(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int wp_unregister(struct mem *m, uint64_t first, uint64_t end, struct err *e);
-int wp_arm(struct mem *m, struct err *e);
 int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e);
 void wp_wake(struct mem *m, uint64_t first, uint64_t end);
 int wp_start_thread(struct mem *m, struct err *e);

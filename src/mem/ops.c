@@ -42,7 +42,7 @@ int mem_migrate(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e)
 	int rc = -1;
 
 	mem_lock(m);
-	if (check_virt_pfn(m, pfn, e) < 0 || check_target(m, mfn, e) < 0 || wp_arm(m, e) < 0)
+	if (check_virt_pfn(m, pfn, e) < 0 || check_target(m, mfn, e) < 0)
 		goto out;
 	if (spendable(m) == 0 && bm_count(m, p2m_get(m, pfn), 2) < 2) {
 		err_set(e, ENOSPC, "no free machine frames (the rest back shared pages)");
@@ -147,7 +147,7 @@ int mem_scramble(struct mem *m, uint64_t seed, uint64_t count, struct err *e)
 		err_set(e, ENOSPC, "no free machine frames");
 		goto out;
 	}
-	if (vma_budget(m, 2 * count + 2 * count / 2, e) < 0 || wp_arm(m, e) < 0)
+	if (vma_budget(m, 2 * count + 2 * count / 2, e) < 0)
 		goto out;
 	for (size_t i = 0; i < count; i++) {   /* partial Fisher-Yates */
 		size_t j = i + rng_next(&s) % (n - i);
@@ -198,7 +198,7 @@ int mem_share(struct mem *m, uint64_t pfn1, uint64_t pfn2, struct err *e)
 		err_set(e, EBUSY, "frame 0x%llx has too many sharers", (unsigned long long)f1);
 		goto out;
 	}
-	if (vma_budget(m, 2, e) < 0 || wp_arm(m, e) < 0 ||
+	if (vma_budget(m, 2, e) < 0 ||
 	    wp_protect(m, pfn1, true, e) < 0 || wp_protect(m, pfn2, true, e) < 0)
 		goto unprotect;
 	if (memcmp(m->mview + (f1 << PAGE_SHIFT), m->mview + (f2 << PAGE_SHIFT), PAGE_SIZE)) {
@@ -272,7 +272,7 @@ int mem_evacuate(struct mem *m, uint64_t mfn_first, uint64_t mfn_end, struct err
 	int rc = -1;
 
 	mem_lock(m);
-	if (check_evacuate(m, mfn_first, mfn_end, &busy, e) < 0 || wp_arm(m, e) < 0)
+	if (check_evacuate(m, mfn_first, mfn_end, &busy, e) < 0)
 		goto out;
 	for (uint64_t f = mfn_first; f < mfn_end; f++) {
 		size_t n = bm_count(m, f, MEM_MAX_SHARERS);

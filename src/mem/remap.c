@@ -315,24 +315,22 @@ static int map_identity_run(struct mem *m, uint64_t first, uint64_t end, struct 
 	return 0;
 }
 
-/* Only the 2 MiB blocks a change remapped are mapped again: the rest still
- * has the window's first mapping, and mapping it again would tear down
- * and fault back its page tables (after migrating one page, devirtualizing
- * 1 GiB took 80-170 ms). That rest is still registered for write
- * protection since the first change: once unregistered it merges with the
- * blocks mapped again into one mapping. Unregistering clears write-protect
- * bits through the MMU notifier, so KVM still drops its mappings of it (a
- * fifth of the 19 ms left at 4 GiB); registering only the blocks a change
- * protects would avoid that. Huge pages come back afterwards
- * (restore_remapped). */
+/* Only the 2 MiB blocks a change remapped or registered are mapped again
+ * and unregistered: the rest still has the window's first mapping, never
+ * registered, and mapping it again would tear down and fault back its page
+ * tables (after migrating one page, devirtualizing 1 GiB took 80-170 ms),
+ * and unregistering it would clear write-protect bits through the MMU
+ * notifier, so KVM would drop its mappings of it too. Once unregistered,
+ * the blocks merge with it into one mapping. Huge pages come back
+ * afterwards (restore_remapped). */
 int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
 	uint64_t a = first, b;
 
 	for (; window_next_remapped(m, &a, end, &b); a = b)
-		if (map_identity_run(m, a, b, e) < 0)
+		if (map_identity_run(m, a, b, e) < 0 || wp_unregister(m, a, b, e) < 0)
 			return -1;
-	return m->wp_armed ? wp_unregister(m, first, end, e) : 0;
+	return 0;
 }
 
 /* [first, end) is one identity mapping again: huge pages for the 2 MiB
@@ -377,23 +375,13 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		rc = plan_and_execute(m, want, nwant, e);
 	}
 	/* Pages of `want` moved in paused batches were left unregistered (about
-	 * to be pass-through); they stay virtualized after all. */
-	for (size_t i = 0; i < nwant && rc < 0 && batch_wanted(m); i++) {
-		struct err e2 = {0};
-		if (wp_register(m, want[i][0], want[i][1], &e2) < 0)
-			log_warn("%s", e2.msg);
-	}
+	 * to be pass-through) and stay virtualized after all: protecting one
+	 * registers its block again (wp.c). */
 	if (rc < 0)
 		return -1;
-	/* One identity mapping again, unregistered. If nothing was ever
-	 * remapped, the window is still its one mapping and no page is
-	 * write-protected; usually nothing registered it either (wp.c, wp_arm).
-	 * If a change that failed did, the registration is inert (no fault, no
-	 * per-page work) and stays with 4 KiB backing: unregistering walks
-	 * every populated PTE to clear write-protect bits, milliseconds per
-	 * GiB. With 2 MiB backing it is dropped, so nothing stands between the
-	 * window and huge mappings. */
-	for (size_t i = 0; i < nwant && (m->state_dirty || m->huge); i++)
+	/* One identity mapping again, unregistered: the blocks a change
+	 * remapped or registered (a failed one too), none if nothing changed. */
+	for (size_t i = 0; i < nwant; i++)
 		if (map_identity_chunked(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 identity:

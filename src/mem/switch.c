@@ -2,11 +2,11 @@
  *
  * Pass-through means: no virtualized ranges, every per-page array dropped to
  * its zero default, no page write-protected, windows one mapping each (a
- * window never remapped may stay registered with userfaultfd: inert, see
- * remap_devirtualize).
- * Virtualize records the range, nothing more: the first change registers
- * it for write protection (wp_arm), and all per-page state appears lazily
- * as pages are remapped, so it is O(1) in memory size. */
+ * block a failed change registered may stay registered with userfaultfd:
+ * inert, see remap_devirtualize).
+ * Virtualize records the range, nothing more: a change registers the 2 MiB
+ * blocks it protects for write protection (wp.c), and all per-page state
+ * appears lazily as pages are remapped, so it is O(1) in memory size. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
@@ -203,7 +203,7 @@ int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
 	uint64_t req[MEM_MAX_RANGES][2];
 	uint64_t t0 = now_ns();
-	size_t n, done = 0;
+	size_t n;
 
 	mem_lock(m);
 	if (m->uffd < 0) {
@@ -215,27 +215,15 @@ int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		mem_unlock(m);
 		return n == SIZE_MAX ? -1 : err_set(e, ENOSPC, "too many virtualized ranges");
 	}
-	int old = atomic_exchange(&m->mode, MEM_VIRTUALIZING);
+	atomic_store(&m->mode, MEM_VIRTUALIZING);
 	if (m->nranges == 0) {
 		/* Fresh start: the spare frames are the free list. */
 		m->nfree = spare_free_count(m);
 		m->cow_reserve = 0;
 		m->alloc_cursor = m->spare_first;
 	}
-	/* The window stays as it is (wp_arm registers it at the first change),
-	 * unless other ranges are armed already: then these join them. */
-	for (; m->wp_armed && done < n; done++)
-		if (wp_register(m, req[done][0], req[done][1], e) < 0)
-			break;
-	if (m->wp_armed && done < n) {
-		/* Undo: a fresh identity mapping drops the registration. */
-		struct err e2 = {0};
-		for (size_t i = 0; i < done; i++)
-			window_map_identity(m, req[i][0], req[i][1], &e2);
-		atomic_store(&m->mode, old);
-		mem_unlock(m);
-		return -1;
-	}
+	/* The window stays as it is: a change registers the 2 MiB blocks it
+	 * protects (wp.c). */
 	for (size_t i = 0; i < n; i++)
 		range_add(m, req[i][0], req[i][1], e);   /* room checked above */
 	mode_update(m);
@@ -316,7 +304,6 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 		spare_release(m);
 		state_drop(m);
 		m->nfree = m->cow_reserve = 0;
-		m->wp_armed = false;
 	}
 	mode_update(m);
 	m->st.devirtualizations++;

@@ -76,36 +76,51 @@ int wp_unregister(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	return 0;
 }
 
-/* Register every virtualized range, once, before the first change that may
- * protect a page. virtualize leaves the window alone, so a virtualize that
- * changed nothing is undone without unregistering, which walks every
- * populated entry to clear write-protect bits (1.5 ms for 4 GiB). */
-int wp_arm(struct mem *m, struct err *e)
+/* Register the 2 MiB block holding pfn (clipped to its virtualized range)
+ * the first time a page there is protected. Registering a whole range at
+ * the first change meant unregistering it all at devirtualize, which
+ * clears write-protect bits through the MMU notifier: KVM dropped its
+ * mappings of memory no change had touched. The block is marked remapped,
+ * so devirtualize maps it again and unregisters it; the rest of the window
+ * is never registered. */
+static int register_block(struct mem *m, uint64_t pfn, struct err *e)
 {
-	size_t r = 0;
+	size_t r = range_index(m, pfn);
 
-	for (; r < m->nranges && !m->wp_armed; r++)
-		if (wp_register(m, m->ranges[r][0], m->ranges[r][1], e) < 0)
-			break;
-	if (r < m->nranges && !m->wp_armed) {
-		/* Registered but unprotected is inert; dropped so huge pages stay possible. */
-		struct err e2 = {0};
-		while (r-- > 0)
-			wp_unregister(m, m->ranges[r][0], m->ranges[r][1], &e2);
+	if (r == SIZE_MAX)
+		return err_set(e, EINVAL, "PFN 0x%llx is not virtualized", (unsigned long long)pfn);
+	uint64_t a = MAX(m->ranges[r][0], ALIGN_DOWN(pfn, REMAP_BLOCK));
+	uint64_t b = MIN(m->ranges[r][1], ALIGN_DOWN(pfn, REMAP_BLOCK) + REMAP_BLOCK);
+	if (wp_register(m, a, b, e) < 0)
 		return -1;
-	}
-	m->wp_armed = true;
+	window_mark_remapped(m, a, b);
 	return 0;
 }
 
-/* Turning protection off also wakes writers blocked on the page. */
-int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e)
+static int writeprotect(struct mem *m, uint64_t pfn, bool on)
 {
 	struct uffdio_writeprotect wp = {
 		.range = { .start = (uintptr_t)window_addr(m, pfn), .len = PAGE_SIZE },
 		.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
-	if (ioctl(m->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+	return ioctl(m->uffd, UFFDIO_WRITEPROTECT, &wp);
+}
+
+/* Turning protection off also wakes writers blocked on the page. ENOENT:
+ * not registered, so never protected (nothing to turn off) or registered
+ * now. */
+int wp_protect(struct mem *m, uint64_t pfn, bool on, struct err *e)
+{
+	int rc = writeprotect(m, pfn, on);
+
+	if (rc < 0 && errno == ENOENT) {
+		if (!on)
+			return 0;
+		if (register_block(m, pfn, e) < 0)
+			return -1;
+		rc = writeprotect(m, pfn, on);
+	}
+	if (rc < 0)
 		return err_sys(e, "%s PFN 0x%llx", on ? "write-protecting" : "unprotecting",
 			       (unsigned long long)pfn);
 	return 0;

@@ -215,8 +215,9 @@ START_TEST(migrate_preserves_and_refuses)
 	virtualize_or_skip(m, 0, 0);
 	ck_assert(!vma_has_flag(mem_gpa_hva(m, 11 << PAGE_SHIFT), "uw"));
 	ck_assert_int_eq(mem_migrate(m, 10, spare0, &e), 0);
-	/* The first change registered the whole range: any page may be next. */
+	/* The change registered the 2 MiB block it protected, nothing else. */
 	ck_assert(vma_has_flag(mem_gpa_hva(m, 11 << PAGE_SHIFT), "uw"));
+	ck_assert(!vma_has_flag(mem_gpa_hva(m, 600 << PAGE_SHIFT), "uw"));
 	ck_assert_uint_eq(p2m(m, 10), spare0);
 	ck_assert(check(m, 10, 10));
 	ck_assert_uint_eq(h.last, 10);
@@ -345,8 +346,9 @@ static bool pte_present(const void *addr)
 }
 
 /* Devirtualize maps again only the 2 MiB blocks a change remapped: a page
- * elsewhere keeps its mapping (its PTE stays), and the window still ends as
- * one mapping, unregistered, every time. */
+ * elsewhere keeps its mapping (its PTE stays) and was never registered for
+ * write protection, and the window still ends as one mapping, unregistered,
+ * every time. */
 START_TEST(devirtualize_leaves_other_blocks_mapped)
 {
 	struct mem *m = make(RAM, SPARE, BACKMAP_REFCOUNT);
@@ -364,6 +366,8 @@ START_TEST(devirtualize_leaves_other_blocks_mapped)
 		ck_assert_int_eq(mem_migrate(m, 5, PAGES + 1, &e), 0);
 		ck_assert_int_eq(mem_migrate(m, 600, PAGES + 2, &e), 0);
 		ck_assert(pte_present(mem_gpa_hva(m, far << PAGE_SHIFT)));
+		/* Never registered, so never unregistered: KVM keeps its mappings. */
+		ck_assert(!vma_has_flag(mem_gpa_hva(m, far << PAGE_SHIFT), "uw"));
 		/* Round 0 devirtualizes in two pieces (paused sweep), round 1 whole (unmapping). */
 		if (round == 0)
 			ck_assert_int_eq(mem_devirtualize(m, 0, 512, &e), 0);
