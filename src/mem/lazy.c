@@ -761,8 +761,15 @@ static bool next_run(const struct lazy *l, size_t *r, uint64_t *a, uint64_t *b, 
 	if (*r == l->nwant)
 		return false;
 	*c = converted(l, *a);
-	for (*b = *a + 1; *b < l->want[*r][1] && converted(l, *b) == *c; (*b)++)
-		;
+	const uint64_t end = l->want[*r][1], same = *c ? UINT64_MAX : 0;
+	for (*b = *a + 1; *b < end;) {
+		if (*b % 64 == 0 && *b + 64 <= end && atomic_load(&l->conv[*b / 64]) == same)
+			*b += 64;   /* a whole word alike: a 4 GiB range is 16,384 words */
+		else if (converted(l, *b) == *c)
+			(*b)++;
+		else
+			break;
+	}
 	return true;
 }
 
