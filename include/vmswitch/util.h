@@ -44,6 +44,13 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * doubling from `min_cap`. Returns false (buffer unchanged) when out of memory. */
 bool buf_reserve(char **buf, size_t *cap, size_t need, size_t min_cap);
 
+/* Zeroed arrays of n elements as mappings of their own (zalloc.c): zero
+ * for free however often they are allocated, where calloc clears big
+ * blocks once glibc's mmap threshold has risen. NULL when out of memory;
+ * zfree(NULL) does nothing. */
+void *zalloc(size_t n, size_t size);
+void zfree(void *p);
+
 /* read()/write() whole buffers, retrying on EINTR and short transfers. */
 int read_full(int fd, void *buf, size_t len);
 int write_full(int fd, const void *buf, size_t len);

@@ -866,17 +866,17 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	pthread_mutex_init(&l->done_lock, NULL);
 	pthread_cond_init(&l->done_cond, NULL);
 	pthread_cond_init(&l->quiet_cond, NULL);
-	l->inv = calloc(m->nr_mfn, sizeof(*l->inv));
-	l->known = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
-	l->parked = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
-	l->mapped = calloc(m->ram_top / 64 + 1, sizeof(uint64_t));
-	l->data = calloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
-	l->conv = calloc(m->ram_top / 64 + 1, sizeof(*l->conv));
-	l->whead = calloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
-	l->cdone = calloc(m->ram_top / LAZY_CHUNK + 2 * MEM_MAX_RANGES, sizeof(*l->cdone));
-	l->wnext = calloc(m->ram_top, sizeof(*l->wnext));
+	l->inv = zalloc(m->nr_mfn, sizeof(*l->inv));
+	l->known = zalloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
+	l->parked = zalloc(m->ram_top / 64 + 1, sizeof(uint64_t));
+	l->mapped = zalloc(m->ram_top / 64 + 1, sizeof(uint64_t));
+	l->data = zalloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
+	l->conv = zalloc(m->ram_top / 64 + 1, sizeof(*l->conv));
+	l->whead = zalloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
+	l->cdone = zalloc(m->ram_top / LAZY_CHUNK + 2 * MEM_MAX_RANGES, sizeof(*l->cdone));
+	l->wnext = zalloc(m->ram_top, sizeof(*l->wnext));
 	/* Without it (no memory), every frame is asked about by lseek. */
-	uint64_t *moving = calloc(m->nr_mfn / REMAP_BLOCK / 64 + 1, sizeof(uint64_t));
+	uint64_t *moving = zalloc(m->nr_mfn / REMAP_BLOCK / 64 + 1, sizeof(uint64_t));
 	for (size_t r = 0; l->inv && r < nwant; r++)
 		for (uint64_t p = want[r][0]; p < want[r][1]; p++) {
 			if (home(m, p)) {
@@ -892,7 +892,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 		}
 	if (moving && l->inv && l->known && l->data)
 		learn_resident(l, moving);
-	free(moving);
+	zfree(moving);
 	return l;
 }
 
@@ -906,15 +906,15 @@ static void lazy_free(struct lazy *l)
 	pthread_mutex_destroy(&l->done_lock);
 	pthread_cond_destroy(&l->done_cond);
 	pthread_cond_destroy(&l->quiet_cond);
-	free(l->inv);
-	free(l->known);
-	free(l->parked);
-	free(l->mapped);
-	free(l->data);
-	free((void *)l->conv);
-	free(l->whead);
-	free(l->wnext);
-	free(l->cdone);
+	zfree(l->inv);
+	zfree(l->known);
+	zfree(l->parked);
+	zfree(l->mapped);
+	zfree(l->data);
+	zfree((void *)l->conv);
+	zfree(l->whead);
+	zfree(l->wnext);
+	zfree(l->cdone);
 	free(l);
 }
 

@@ -54,7 +54,7 @@ static int sweep_index(struct sweep *s, struct err *e)
 	struct mem *m = s->m;
 	uint64_t moving = 0;
 
-	s->inv = calloc(m->nr_mfn, sizeof(*s->inv));
+	s->inv = zalloc(m->nr_mfn, sizeof(*s->inv));
 	if (!s->inv)
 		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
 			       (unsigned long long)m->nr_mfn);
@@ -190,7 +190,7 @@ int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	m->st.direct += s->direct;
 	m->st.indirect += s->indirect;
 out:
-	free(s->inv);
+	zfree(s->inv);
 	free(s);
 	return rc;
 }
