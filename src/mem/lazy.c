@@ -845,7 +845,10 @@ static void learn_resident(struct lazy *l, const uint64_t *moving)
 		}
 		uint64_t first = b * REMAP_BLOCK, end = MIN(e * REMAP_BLOCK, nr);
 		frames_with_data(l->m, first, end - first, l->data + first / 64);
-		for (uint64_t f = first; f < end; f++)
+		uint64_t f = first;   /* a multiple of 64: a word at a time */
+		for (; f + 64 <= end; f += 64)
+			l->known[f / 64] = UINT64_MAX;
+		for (; f < end; f++)
 			bit_put(l->known, f, true);
 	}
 }

@@ -1,9 +1,8 @@
 /* The mode state machine: create, virtualize, devirtualize, and the queries.
  *
  * Pass-through means: no virtualized ranges, every per-page array dropped to
- * its zero default, no page write-protected, windows one mapping each (a
- * block a failed change registered may stay registered with userfaultfd:
- * inert, see remap_devirtualize).
+ * its zero default, no page write-protected or registered with userfaultfd,
+ * windows one mapping each.
  * Virtualize records the range, nothing more: a change registers the 2 MiB
  * blocks it protects for write protection (wp.c), and all per-page state
  * appears lazily as pages are remapped, so it is O(1) in memory size. */
