@@ -97,11 +97,13 @@ bool window_next_remapped(const struct mem *m, uint64_t *a, uint64_t end, uint64
 void window_clear_remapped(struct mem *m, uint64_t first, uint64_t end);
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e);
 /* Has the frame ever been written (is it not a hole in the memfd)? */
-uint64_t frame_next_data(const struct mem *m, uint64_t mfn);
 bool frame_populated(const struct mem *m, uint64_t mfn);
+/* The first frame from mfn on that has been written (nr_mfn: none). */
+uint64_t frame_next_data(const struct mem *m, uint64_t mfn);
 /* Mark the frames of a run that are resident (so written), in bulk: bit i
  * of bits is frame first + i. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits);
+/* The same for every written frame, swapped out or not. */
 void frames_with_data(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits);
 /* Copy a machine frame's contents; a never-written frame stays a hole. */
 void frame_copy(struct mem *m, uint64_t to, uint64_t from);
