@@ -130,19 +130,6 @@ static void set_converted(struct lazy *l, uint64_t pfn, bool on)
 		atomic_fetch_and(&l->conv[pfn / 64], ~(1ULL << (pfn % 64)));
 }
 
-static bool bit(const uint64_t *map, uint64_t i)
-{
-	return map[i / 64] >> (i % 64) & 1;
-}
-
-static void bit_put(uint64_t *map, uint64_t i, bool on)
-{
-	if (on)
-		map[i / 64] |= 1ULL << (i % 64);
-	else
-		map[i / 64] &= ~(1ULL << (i % 64));
-}
-
 /* Has frame f been written? Nothing punches holes meanwhile, so a written
  * frame stays written: the frames resident at the start are known written
  * at once (lazy_new), with no system call each. A hole is learned by one
@@ -152,18 +139,18 @@ static void bit_put(uint64_t *map, uint64_t i, bool on)
  * The lseeks were a fifth of the mover's time at 256 MiB, one per frame. */
 static bool has_data(struct lazy *l, uint64_t f)
 {
-	if (!bit(l->known, f)) {
+	if (!bit_get(l->known, f)) {
 		bit_put(l->known, f, true);
 		bit_put(l->data, f, frame_populated(l->m, f));
 	}
-	return bit(l->data, f);
+	return bit_get(l->data, f);
 }
 
 /* Frame f is mapped again: the guest may write it, so a hole is no longer
  * known to be one. */
 static void forget(struct lazy *l, uint64_t f)
 {
-	if (!bit(l->data, f))
+	if (!bit_get(l->data, f))
 		bit_put(l->known, f, false);
 }
 
@@ -247,7 +234,7 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 			bit_put(l->parked, q, true);
 	}
 	/* Counted once, on the way home: indirect if it was parked on the way. */
-	if (bit(l->parked, p))
+	if (bit_get(l->parked, p))
 		l->indirect++;
 	else
 		l->direct++;
@@ -306,7 +293,7 @@ static void fault_around(struct lazy *l, uint64_t p)
 	uint64_t f;
 
 	for (uint64_t x = p + 1; x <= p + LAZY_AROUND && x < l->m->ram_top; x++) {
-		if (!converted(l, x) || bit(l->mapped, x))
+		if (!converted(l, x) || bit_get(l->mapped, x))
 			return;
 		if (!home(l->m, x) && home_one(l, x, &f, &e) != 0)
 			return;   /* a failure is the sweep's to report */
@@ -837,7 +824,7 @@ static void learn_resident(struct lazy *l, const uint64_t *moving)
 	const uint64_t nr = l->m->nr_mfn, nblk = nr / REMAP_BLOCK + 1;
 
 	for (uint64_t b = 0, e; b < nblk; b = e) {
-		for (e = b; e < nblk && bit(moving, e); e++)
+		for (e = b; e < nblk && bit_get(moving, e); e++)
 			;
 		if (e == b) {
 			e++;

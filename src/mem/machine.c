@@ -236,9 +236,9 @@ uint64_t frame_next_data(const struct mem *m, uint64_t mfn)
 /* Set bit i of `bits` for each frame first + i of [first, first + n)
  * resident in the memfd's page cache, by mincore on the machine view: one
  * call answers for thousands of frames (~0.1 µs each) where
- * frame_populated asks one at a time (~1 µs). A resident frame is written (or fallocated: copying its
- * zeros is harmless); one not resident may be a hole or swapped out, which
- * only frame_populated tells apart. Best effort: a failure leaves the rest
+ * frame_populated asks one at a time (~1 µs). A resident frame is written
+ * (or fallocated: copying its zeros is harmless); one not resident may be
+ * a hole or swapped out, which only frame_populated tells apart. Best effort: a failure leaves the rest
  * unset. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits)
 {
@@ -254,7 +254,7 @@ void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *
 		}
 		for (uint64_t i = 0; i < k; i++)
 			if (vec[i] & 1)
-				bits[(f - first + i) / 64] |= 1ULL << ((f - first + i) % 64);
+				bit_put(bits, f - first + i, true);
 	}
 }
 
@@ -267,15 +267,15 @@ void frames_with_data(const struct mem *m, uint64_t first, uint64_t n, uint64_t 
 
 	frames_resident(m, first, n, bits);
 	for (uint64_t f = first; f < end;) {
-		if (bits[(f - first) / 64] >> ((f - first) % 64) & 1) {
+		if (bit_get(bits, f - first)) {
 			f++;
 			continue;
 		}
 		uint64_t d = frame_next_data(m, f);
-		while (f < end && f < d && !(bits[(f - first) / 64] >> ((f - first) % 64) & 1))
+		while (f < end && f < d && !bit_get(bits, f - first))
 			f++;   /* a hole, up to data or a resident frame */
 		if (f == d && f < end) {
-			bits[(f - first) / 64] |= 1ULL << ((f - first) % 64);
+			bit_put(bits, f - first, true);
 			f++;
 		}
 	}
@@ -360,13 +360,13 @@ int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e)
 
 static bool block_remapped(const struct mem *m, uint64_t blk)
 {
-	return m->remapped[blk / 64] >> (blk % 64) & 1;
+	return bit_get(m->remapped, blk);
 }
 
 void window_mark_remapped(struct mem *m, uint64_t first, uint64_t end)
 {
 	for (uint64_t b = first / REMAP_BLOCK; first < end && b <= (end - 1) / REMAP_BLOCK; b++)
-		m->remapped[b / 64] |= 1ULL << (b % 64);
+		bit_put(m->remapped, b, true);
 }
 
 /* The next run [*a, *b) of remapped blocks from *a on, clipped to end. */
@@ -390,7 +390,7 @@ void window_clear_remapped(struct mem *m, uint64_t first, uint64_t end)
 {
 	for (uint64_t b = ALIGN_UP(first, REMAP_BLOCK) / REMAP_BLOCK;
 	     b * REMAP_BLOCK < end && MIN((b + 1) * REMAP_BLOCK, m->ram_top) <= end; b++)
-		m->remapped[b / 64] &= ~(1ULL << (b % 64));
+		bit_put(m->remapped, b, false);
 }
 
 static uint64_t count_lines(const char *path, uintptr_t lo, uintptr_t hi)

@@ -221,6 +221,20 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 void mode_update(struct mem *m);
 int check_virt_pfn(const struct mem *m, uint64_t pfn, struct err *e);
 
+/* Bit i of a word array. */
+static inline bool bit_get(const uint64_t *map, uint64_t i)
+{
+	return map[i / 64] >> (i % 64) & 1;
+}
+
+static inline void bit_put(uint64_t *map, uint64_t i, bool on)
+{
+	if (on)
+		map[i / 64] |= 1ULL << (i % 64);
+	else
+		map[i / 64] &= ~(1ULL << (i % 64));
+}
+
 static inline void mem_lock(const struct mem *m)
 {
 	pthread_mutex_lock((pthread_mutex_t *)&m->lock);
