@@ -8,7 +8,9 @@
 # longest stall vmswitch measured (a vCPU pause, a write-protected page, a
 # demand fault from when it was read until served, or a chunk's unmapping),
 # and the longest gap the guest itself saw between two page iterations
-# (rdtsc, reported per round; `stats clear` starts each window). A quiet
+# (rdtsc, reported per round; `stats clear` starts each window), with how
+# many of its gaps were 1 ms or more and their sum (the longest alone is one
+# sample of a noisy host). A quiet
 # sample with no switching first gives the gap floor (host scheduling,
 # timer interrupts). The guest must end with PASS: no byte lost.
 # Needs /dev/kvm. Usage: bench/switch.sh [SIZES...]   (default 256M 1G 4G)
@@ -57,8 +59,9 @@ boot() { # SIZE
 	done
 }
 
-printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s %9s %9s\n" RAM quiet-gap virt-ms \
-	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms huge-s remap-p/s
+printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s %9s %9s %9s %9s\n" RAM quiet-gap virt-ms \
+	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms huge-s remap-p/s \
+	gaps>1ms in-ms
 for size in "${sizes[@]}"; do
 	boot "$size"
 	mon stats clear >/dev/null; two_rounds
@@ -73,15 +76,18 @@ for size in "${sizes[@]}"; do
 	mon stats clear >/dev/null
 	out=$(mon devirtualize)
 	two_rounds
-	gap=$(stat guest_gap_peak_us)
+	gap=$(stat guest_gap_peak_us) long=$(stat guest_long_gaps) lost=$(stat guest_long_gap_us)
 	took=$(field "$out" took); stall=$(field "$out" "longest stall")
 	huge=$(field "$out" "restoring them took")
 	[ -z "${SWITCH_VERBOSE:-}" ] || { echo "$out"; mon stats | grep -E "^(guest_|pause_|vcpu_)"; }
 	guest_finish
 	awk -v s="$size" -v q="$quiet" -v v="$v" -v d0="$d0" -v sc=$(((t1 - t0) / 1000)) \
-		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" -v h="${huge:-0}" 'BEGIN {
-		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f %9.3f %9.0f\n", s, q / 1e3, v,
-			d0, sc / 1e3, mv, t / 1e3, mv / (t / 1e3), st, g / 1e3, h / 1e3, mv / ((t - h) / 1e3) }'
+		-v mv="$moved" -v t="$took" -v st="$stall" -v g="$gap" -v h="${huge:-0}" \
+		-v n="${long:--}" -v lost="${lost:-0}" 'BEGIN {
+		printf "%-6s %9.2f %9.3f %9.3f %10.2f %9d %10.3f %9.0f %9.3f %9.2f %9.3f %9.0f %9s %9.1f\n", s, q / 1e3, v,
+			d0, sc / 1e3, mv, t / 1e3, mv / (t / 1e3), st, g / 1e3, h / 1e3, mv / ((t - h) / 1e3),
+			n, lost / 1e3 }'
 done
 echo "(gaps are the guest's own: longest time between two page iterations; quiet = no switching;"
-echo " huge-s: the part of devirt-s spent collapsing 2 MiB pages back; remap-p/s: pages/s without it)"
+echo " huge-s: the part of devirt-s spent collapsing 2 MiB pages back; remap-p/s: pages/s without it;"
+echo " gaps>1ms: how many of the guest's gaps in the devirtualize window were 1 ms or more, in-ms: their sum)"

@@ -1,5 +1,5 @@
 /* Just enough of a flattened device tree reader for vmswitch's DTB:
- * root compatible, /vmswitch hcall-port, /memory reg, /cpus/cpu reg.
+ * root compatible, /vmswitch hcall-port and tsc-khz, /memory reg, /cpus/cpu reg.
  * Every offset is checked against the blob's size before use. */
 #include "guest.h"
 
@@ -86,6 +86,8 @@ static void prop(struct walk *w, const char *name, const uint8_t *v, uint32_t le
 	} else if (w->depth == 2 && node_is(node[2], "vmswitch")) {
 		if (!strncmp(name, "hcall-port", 11) && len == 4)
 			o->hcall_port = be32(v);
+		else if (!strncmp(name, "tsc-khz", 8) && len == 4)
+			o->tsc_khz = be32(v);
 	} else if (w->depth == 2 && node_is(node[2], "memory")) {
 		if (!strncmp(name, "reg", 4))
 			mem_reg(w, v, len);

@@ -94,6 +94,7 @@ struct fdt_info {
 	int valid;               /* a well-formed FDT was found */
 	int vmswitch;            /* root compatible has "vmswitch,machine" */
 	uint32_t hcall_port;     /* /vmswitch hcall-port, 0 if absent */
+	uint32_t tsc_khz;        /* /vmswitch tsc-khz, 0 if absent */
 	unsigned ncpus;          /* /cpus/cpu* nodes */
 	uint32_t apic_id[FDT_MAX_CPUS];
 	unsigned nmem;           /* /memory* reg ranges */
@@ -105,12 +106,15 @@ const void *find_dtb(const struct boot_params *bp, uint64_t *size);
 
 /* work.c: the CPL3 state shared by all CPUs (one instance, in user.c) */
 #define TARGET_NONE (~0ULL)
+#define LONG_GAP_MS 1   /* a gap this long counts as a stall (issue 3's target) */
 
 struct cpu_state {
 	volatile uint64_t round;        /* rounds completed */
 	volatile uint64_t mismatches;
 	volatile uint64_t max_gap;      /* TSC ticks between page iterations */
 	volatile uint64_t recent_gap;   /* the same since CPU 0's last report */
+	volatile uint64_t long_gaps;    /* gaps of LONG_GAP_MS or more */
+	volatile uint64_t long_gap_tsc; /* and their sum, TSC ticks */
 	volatile uint64_t checksum;     /* of this CPU's slice, at the end */
 	volatile uint32_t alive, parked, done;
 	int has_bad;
@@ -129,6 +133,7 @@ struct guest {
 	volatile uint64_t *work;        /* HIGH_VA + WORK_OFFSET */
 	uint64_t work_pfn;
 	uint64_t tsc_khz;
+	uint64_t long_gap;              /* LONG_GAP_MS in TSC ticks; 0: not counted */
 	volatile uint32_t go;           /* APs start once CPU 0 set it */
 	volatile uint32_t stop_req;     /* forever: the VMM asked us to finish */
 	volatile uint64_t target;       /* rounds to run; TARGET_NONE: not yet known */

@@ -67,6 +67,7 @@ START_TEST(fdt_reads_hand_built_tree)
 	ck_assert_int_eq(fdt_parse(buf, fdt_totalsize(buf), &dt), 0);
 	ck_assert(dt.valid && dt.vmswitch);
 	ck_assert_uint_eq(dt.hcall_port, 0x500);
+	ck_assert_uint_eq(dt.tsc_khz, 0);   /* none given */
 	ck_assert_uint_eq(dt.ncpus, 3);
 	ck_assert_uint_eq(dt.apic_id[0], 4);
 	ck_assert_uint_eq(dt.apic_id[2], 6);
@@ -80,7 +81,7 @@ START_TEST(fdt_reads_vmswitch_dtb)
 {
 	static uint8_t buf[8192];
 	struct boot_params_cfg cfg = { .cmdline = "pages=8", .ncpus = 2, .hcall_port = 0x500,
-				       .mode = "passthrough" };
+				       .mode = "passthrough", .tsc_khz = 2995200 };
 	struct mem_layout l = { .nr = 2, .r = { { .gpa = 0, .size = 0xc0000000ULL },
 						{ .gpa = 0x100000000ULL, .size = 0x40000000ULL } } };
 	struct err e = {0};
@@ -90,6 +91,7 @@ START_TEST(fdt_reads_vmswitch_dtb)
 	ck_assert_int_eq(fdt_parse(buf, sizeof(buf), &dt), 0);
 	ck_assert(dt.vmswitch);
 	ck_assert_uint_eq(dt.hcall_port, 0x500);
+	ck_assert_uint_eq(dt.tsc_khz, 2995200);
 	ck_assert_uint_eq(dt.ncpus, 2);
 	ck_assert_uint_eq(dt.apic_id[1], 1);
 	ck_assert_uint_eq(dt.nmem, 2);

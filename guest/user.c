@@ -91,6 +91,9 @@ static int configure(struct guest *g)
 	g->work = (volatile uint64_t *)(HIGH_VA + WORK_OFFSET);
 	g->work_pfn = (HIGH_PA + WORK_OFFSET) / PAGE_SIZE;
 	g->tsc_khz = tsc_khz_from_cpuid();
+	if (!g->tsc_khz)   /* the VMM's word (KVM_GET_TSC_KHZ) where CPUID has none */
+		g->tsc_khz = g->dt.tsc_khz;
+	g->long_gap = g->tsc_khz * LONG_GAP_MS;
 	g->target = g->p.forever ? TARGET_NONE : g->p.rounds;
 	console_printf(&g->con, "config: pages=%lu rounds=%lu seed=%lu report=%lu cpus=%u "
 		       "forever=%d corrupt=%d work=0x%lx pfn=0x%lx tsc_khz=%lu\n",

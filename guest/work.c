@@ -4,7 +4,7 @@
 #include "guest.h"
 
 struct totals {
-	uint64_t round, mismatches, max_gap, recent_gap, checksum;
+	uint64_t round, mismatches, max_gap, recent_gap, checksum, long_gaps, long_gap_tsc;
 };
 
 static void slice(const struct guest *g, unsigned cpu, uint64_t *first, uint64_t *n)
@@ -29,6 +29,8 @@ static void totals(const struct guest *g, struct totals *t)
 		t->max_gap = s->max_gap > t->max_gap ? s->max_gap : t->max_gap;
 		t->recent_gap = s->recent_gap > t->recent_gap ? s->recent_gap : t->recent_gap;
 		t->checksum += s->checksum;
+		t->long_gaps += s->long_gaps;
+		t->long_gap_tsc += s->long_gap_tsc;
 	}
 }
 
@@ -41,6 +43,7 @@ static int32_t report(struct guest *g, const struct totals *t, int final)
 		.checksum = final ? t->checksum : 0, .max_gap_tsc = t->max_gap,
 		.tsc_khz = g->tsc_khz, .work_gva = (uint64_t)g->work,
 		.work_gpa = g->work_pfn * PAGE_SIZE, .recent_gap_tsc = t->recent_gap,
+		.long_gaps = t->long_gaps, .long_gap_tsc = t->long_gap_tsc,
 	};
 	if (!g->hc_enabled)
 		return 0;
@@ -107,30 +110,51 @@ static void note_bad(struct cpu_state *s, uint64_t pfn, uint64_t round,
 	s->bad = *bad;
 }
 
+/* A pass's gap clock, kept in registers and stored once at the end. */
+struct gaps {
+	uint64_t max, recent, nlong, long_tsc;
+};
+
+static void gap_tick(const struct guest *g, struct gaps *gp, uint64_t *prev)
+{
+	uint64_t t = rdtsc(), d = t - *prev;
+
+	*prev = t;
+	gp->max = d > gp->max ? d : gp->max;
+	gp->recent = d > gp->recent ? d : gp->recent;
+	if (g->long_gap && d >= g->long_gap) {
+		gp->nlong++;
+		gp->long_tsc += d;
+	}
+}
+
+static void gaps_store(struct cpu_state *s, const struct gaps *gp)
+{
+	s->max_gap = gp->max;
+	s->recent_gap = gp->recent;
+	s->long_gaps += gp->nlong;
+	s->long_gap_tsc += gp->long_tsc;
+}
+
 /* One verify+rewrite pass over the slice; the gap clock runs across it. */
 static void one_round(struct guest *g, struct cpu_state *s, uint64_t first, uint64_t n,
 		      uint64_t round, uint64_t *prev)
 {
-	uint64_t max_gap = s->max_gap, recent = s->recent_gap;
+	struct gaps gp = { s->max_gap, s->recent_gap, 0, 0 };
 
 	for (uint64_t i = 0; i < n; i++) {
 		struct pattern_bad bad;
-		uint64_t t = rdtsc(), pfn = g->work_pfn + first + i;
+		uint64_t pfn = g->work_pfn + first + i;
 		unsigned m;
 
-		if (t - *prev > max_gap)
-			max_gap = t - *prev;
-		if (t - *prev > recent)
-			recent = t - *prev;
-		*prev = t;
+		gap_tick(g, &gp, prev);
 		m = pattern_step(page_at(g, first + i), g->p.seed, pfn, round, &bad);
 		if (m) {
 			note_bad(s, pfn, round, &bad);
 			s->mismatches += m;
 		}
 	}
-	s->max_gap = max_gap;
-	s->recent_gap = recent;
+	gaps_store(s, &gp);
 }
 
 /* chase=1: a latency-bound round. PATTERN_WORDS / 64 dependent loads per
@@ -142,15 +166,11 @@ static void one_round(struct guest *g, struct cpu_state *s, uint64_t first, uint
 static void one_chase(struct guest *g, struct cpu_state *s, uint64_t first, uint64_t n,
 		      uint64_t round, uint64_t *prev)
 {
-	uint64_t max_gap = s->max_gap, recent = s->recent_gap, x = round * 0x9e3779b97f4a7c15ULL;
+	struct gaps gp = { s->max_gap, s->recent_gap, 0, 0 };
+	uint64_t x = round * 0x9e3779b97f4a7c15ULL;
 
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t t = rdtsc();
-		if (t - *prev > max_gap)
-			max_gap = t - *prev;
-		if (t - *prev > recent)
-			recent = t - *prev;
-		*prev = t;
+		gap_tick(g, &gp, prev);
 		for (unsigned k = 0; k < PATTERN_WORDS / 64; k++) {
 			x = pattern_mix(x + i);
 			uint64_t pg = first + x % n, pfn = g->work_pfn + pg;
@@ -164,8 +184,7 @@ static void one_chase(struct guest *g, struct cpu_state *s, uint64_t first, uint
 			x += got ^ want;
 		}
 	}
-	s->max_gap = max_gap;
-	s->recent_gap = recent;
+	gaps_store(s, &gp);
 }
 
 static uint64_t final_check(struct guest *g, struct cpu_state *s, uint64_t first,

@@ -141,6 +141,7 @@ struct boot_params_cfg {
 	unsigned ncpus;           /* 1..BOOT_MAX_CPUS */
 	uint16_t hcall_port;      /* DTB /vmswitch hcall-port */
 	const char *mode;         /* DTB /vmswitch mode, e.g. "passthrough" */
+	uint32_t tsc_khz;         /* DTB /vmswitch tsc-khz; 0: left out (unknown) */
 	uint16_t serial_port;     /* DTB /serial@...; 0 means 0x3f8 */
 	uint8_t serial_irq;       /* 0 means 4 */
 };

@@ -58,6 +58,9 @@ struct hc_report {
 	uint64_t work_gva;      /* virtual address of the work area */
 	uint64_t work_gpa;      /* its first physical address */
 	uint64_t recent_gap_tsc; /* longest gap since the previous report */
+	uint64_t long_gaps;     /* gaps of a millisecond or more since boot (0 if the
+				   guest does not know its TSC frequency) */
+	uint64_t long_gap_tsc;  /* their sum, TSC ticks */
 };
 
 #endif

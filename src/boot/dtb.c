@@ -6,7 +6,9 @@
  *   /memory@GPA  device_type "memory", reg <gpa size>, one per RAM region
  *   /cpus        cpu@N (device_type "cpu", reg N = APIC id), N < ncpus
  *   /serial@PORT compatible "ns16550a", reg <port 8> (I/O space), interrupts <irq>
- *   /vmswitch    hcall-port (u32), mode (string)
+ *   /vmswitch    hcall-port (u32), mode (string), tsc-khz (u32, if known: the
+ *                test kernel times its stalls with rdtsc, and not every host
+ *                gives a CPUID leaf with the frequency)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -106,6 +108,8 @@ static int add_vmswitch(void *fdt, const struct boot_params_cfg *cfg)
 		rc = fdt_property_u32(fdt, "hcall-port", cfg->hcall_port);
 	if (rc == 0)
 		rc = fdt_property_string(fdt, "mode", cfg->mode ? cfg->mode : "passthrough");
+	if (rc == 0 && cfg->tsc_khz)
+		rc = fdt_property_u32(fdt, "tsc-khz", cfg->tsc_khz);
 	return rc ? rc : fdt_end_node(fdt);
 }
 

@@ -143,6 +143,7 @@ static int place_kernel(struct vm *vm, const struct boot_image *img, struct err 
 		.ncpus = vm->ncpus,
 		.hcall_port = HC_PORT_FIRST,
 		.mode = mem_mode_name(mem_get_mode(vm->mem)),
+		.tsc_khz = vm->tsc_khz <= UINT32_MAX ? (uint32_t)vm->tsc_khz : 0,
 	};
 	struct boot_entry be;
 

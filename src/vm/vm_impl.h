@@ -76,6 +76,7 @@ struct vm {
 	pthread_mutex_t hc_lock;
 	struct hc_report last_report;
 	uint64_t gap_peak_tsc;       /* longest recent_gap_tsc reported since `stats clear` */
+	uint64_t long_gaps_base, long_gap_tsc_base;   /* the report's counts at `stats clear` */
 	bool have_report;
 	_Atomic bool guest_finish;
 	int (*request)(void *ctx, const char *cmd, struct err *e);

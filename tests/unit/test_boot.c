@@ -594,6 +594,7 @@ static void check_dtb(const void *fdt, const struct mem_layout *l, unsigned ncpu
 	ck_assert_int_eq(len, 4);
 	ck_assert_uint_eq(fdt32_to_cpu(*(const fdt32_t *)prop), port);
 	ck_assert_str_eq(fdt_getprop(fdt, off, "mode", NULL), mode);
+	ck_assert_ptr_null(fdt_getprop(fdt, off, "tsc-khz", NULL));   /* not given: left out */
 }
 
 START_TEST(dtb_roundtrip)
@@ -610,6 +611,13 @@ START_TEST(dtb_roundtrip)
 	check_dtb(buf, &l, 3, "passthrough", 0x500);
 	off = fdt_path_offset(buf, "/chosen");
 	ck_assert_str_eq(fdt_getprop(buf, off, "bootargs", NULL), "console=ttyS0");
+
+	cfg.tsc_khz = 2995200;
+	ck_assert_msg(boot_dtb_build(&cfg, &l, buf, sizeof(buf), &e) == 0, "%s", e.msg);
+	const fdt32_t *khz = fdt_getprop(buf, fdt_path_offset(buf, "/vmswitch"), "tsc-khz", NULL);
+	ck_assert_ptr_nonnull(khz);
+	ck_assert_uint_eq(fdt32_to_cpu(*khz), 2995200);
+	cfg.tsc_khz = 0;
 
 	cfg.ncpus = BOOT_MAX_CPUS;
 	cfg.mode = "virtualized";
