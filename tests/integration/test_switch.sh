@@ -77,7 +77,15 @@ one_run() { # CPUS BACKMAP
 	local want; want=$("$top/guest/pattern-sum" $seed 0x580 $pages "${rounds:-0}")
 	echo "$line" | grep -q "checksum=$want" || fail "cpus=$cpus: checksum, want $want: $line"
 	echo "cpus=$cpus backmap=$backmap: $ROUNDS switch rounds; guest: $line"
-	grep -E "^(skipped|direct|indirect|bytes_copied|longest_stall)" "$work/stats-$cpus-$backmap" | tr '\n' ' '; echo
+	grep -E "^(skipped|direct|indirect|bytes_copied|longest_stall|guest_long_gap)" \
+		"$work/stats-$cpus-$backmap" | tr '\n' ' '; echo
+	# The guest times its stalls with the TSC frequency the DTB gives it: it
+	# counts its gaps of 1 ms or more, and their sum is at least that many ms.
+	local n us
+	n=$(sed -n 's/^guest_long_gaps: //p' "$work/stats-$cpus-$backmap")
+	us=$(sed -n 's/^guest_long_gap_us: //p' "$work/stats-$cpus-$backmap")
+	[ -n "$n" ] && [ -n "$us" ] && [ "$us" -ge $((n * 1000)) ] ||
+		fail "cpus=$cpus: long gaps '$n' totalling '$us' us"
 }
 
 # Every back-map strategy (claims 23-25) under a live guest.
