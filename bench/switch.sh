@@ -16,8 +16,10 @@
 # Needs /dev/kvm. Usage: bench/switch.sh [SIZES...]   (default 256M 1G 4G)
 # Environment: VMSWITCH, GUEST, SWITCH_PAGES (work area, default 16384 =
 # 64 MiB), SWITCH_CPUS (default 1), SWITCH_PROTECT (auto|uffd|pause),
-# SWITCH_HUGEPAGES (auto|off), SWITCH_TIMEOUT (s per monitor step, default
-# 600), SWITCH_VERBOSE=1 (each devirtualize's reply and the pause counters).
+# SWITCH_HUGEPAGES (auto|off), SWITCH_DEVIRT (guest-first: the devirtualize
+# after the scramble unmaps the chunks the guest touched last),
+# SWITCH_TIMEOUT (s per monitor step, default 600), SWITCH_VERBOSE=1 (each
+# devirtualize's reply and the pause counters).
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 vmswitch=${VMSWITCH:-$top/vmswitch}
@@ -74,7 +76,7 @@ for size in "${sizes[@]}"; do
 	t1=$(now_us)
 	two_rounds
 	mon stats clear >/dev/null
-	out=$(mon devirtualize)
+	out=$(mon devirtualize ${SWITCH_DEVIRT:-})
 	two_rounds
 	gap=$(stat guest_gap_peak_us) long=$(stat guest_long_gaps) lost=$(stat guest_long_gap_us)
 	took=$(field "$out" took); stall=$(field "$out" "longest stall")

@@ -111,6 +111,15 @@ void mem_set_progress(struct mem *m, mem_progress_fn fn, void *ctx);
 /* Mode switches. [first, end) are PFN ranges; end == 0 means "all RAM". */
 int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e);
 int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+/* guest_first: when devirtualize unmaps (lazy.c), unmap the chunks the
+ * guest touched lately last. Its demand faults then rarely wait for another
+ * chunk's unmapping, so it stalls far less, but it keeps its CPU and the
+ * devirtualize takes longer on a busy host (README, "Switch costs"). */
+struct mem_devirt_opts {
+	bool guest_first;
+};
+int mem_devirtualize_with(struct mem *m, uint64_t first, uint64_t end,
+			  const struct mem_devirt_opts *o, struct err *e);
 
 /* P2M changes while virtualized (claim 5). Contents are preserved.
  * migrate: mfn must be a free frame. scramble: count 0 = every unshared
@@ -176,6 +185,7 @@ struct mem_stats {
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
 	uint64_t demand_faults;               /* pages mapped on a guest access while unmapped */
 	uint64_t mapped_ahead;                /* pages after those, mapped with them */
+	uint64_t last_touched_chunks;         /* guest_first: chunks it unmapped last */
 	const char *last_method;              /* how the last devirtualize moved pages, or NULL */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);

@@ -24,7 +24,7 @@
  * KVM's MMU notifier), and paused the vCPUs for every batch.
  *
  * Threads: the caller (monitor thread, holding the mem lock) converts
- * chunks in PFN order; the mover thread alone moves pages, serving faults
+ * chunks in PFN order (guest first: those the guest touched lately last); the mover thread alone moves pages, serving faults
  * first and sweeping in PFN order behind the conversion front. A fault may
  * need a page out of a frame whose occupant is still mapped: the mover asks
  * for the occupant's chunk, which the converter unmaps next, and serves the
@@ -91,6 +91,7 @@ struct lazy {
 	atomic_size_t req_head, req_tail;   /* the mover adds, the converter takes */
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
 	uint32_t *cdone;              /* chunks converted, in order (chunk = PFN / LAZY_CHUNK) */
+	uint64_t *touched;            /* per chunk bit: the guest used a page of it lately */
 	atomic_size_t ncdone;
 	uint64_t longest_convert_ns;
 	unsigned nconverted;          /* chunks so far, for the tests' injected failure */
@@ -449,8 +450,13 @@ static bool next_page(struct lazy *l)
 			l->p++;
 			continue;
 		}
-		if (!converted(l, l->p)) {   /* the conversion front: wait */
-			l->blocked = true;
+		if (!converted(l, l->p)) {
+			if (bit_get(l->touched, l->p / LAZY_CHUNK)) {   /* unmapped last */
+				wait_on(l, l->p, l->p);
+				l->p++;
+				continue;
+			}
+			l->blocked = true;   /* the conversion front: wait */
 			return false;
 		}
 		uint32_t occ = l->inv[l->p];
@@ -709,17 +715,26 @@ static int convert_requested(struct lazy *l, struct err *e)
 	return 0;
 }
 
-/* Convert every chunk that has a page to move, in PFN order. */
+/* Convert every chunk that has a page to move, in PFN order; guest first:
+ * those the guest has not touched lately, then the others. A fault costs
+ * ~8 µs when its frame's occupant is unmapped already, ~0.6 ms when the
+ * occupant's chunk must be unmapped first (that was 150 of the 158 ms the
+ * guest's faults waited at 256 MiB); the guest faults only on the chunks it
+ * touches, so their occupants, mostly in untouched chunks, are unmapped by
+ * then. */
 static int convert_all(struct lazy *l, struct err *e)
 {
 	uint64_t a, b;
 
-	for (size_t r = 0; r < l->nwant; r++)
-		for (uint64_t p = l->want[r][0]; p < l->want[r][1]; p = b) {
-			chunk_of(l, r, p, &a, &b);
-			if (convert_requested(l, e) < 0 || convert_one(l, a, b, e) < 0)
-				return -1;
-		}
+	for (int last = 0; last < (l->m->guest_first ? 2 : 1); last++)
+		for (size_t r = 0; r < l->nwant; r++)
+			for (uint64_t p = l->want[r][0]; p < l->want[r][1]; p = b) {
+				chunk_of(l, r, p, &a, &b);
+				if (bit_get(l->touched, a / LAZY_CHUNK) != last)
+					continue;
+				if (convert_requested(l, e) < 0 || convert_one(l, a, b, e) < 0)
+					return -1;
+			}
 	return 0;
 }
 
@@ -840,6 +855,34 @@ static void learn_resident(struct lazy *l, const uint64_t *moving)
 	}
 }
 
+/* Which chunks the guest touched lately: any page with a page table entry
+ * (bit 63 of its /proc/self/pagemap word). A remapped page's entry appears
+ * on its first use after the change that moved it, and stays. Without
+ * pagemap every chunk counts as untouched: PFN order. */
+static void learn_touched(struct lazy *l)
+{
+	uint64_t ent[512];
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_debug("/proc/self/pagemap: %s (unmapping in PFN order)", strerror(errno));
+		return;
+	}
+	for (size_t r = 0; r < l->nwant; r++)
+		for (uint64_t p = l->want[r][0], n; p < l->want[r][1]; p += n) {
+			n = MIN(l->want[r][1] - p, (uint64_t)(sizeof(ent) / sizeof(ent[0])));
+			off_t at = (off_t)((uintptr_t)window_addr(l->m, p) / PAGE_SIZE * sizeof(ent[0]));
+			if (pread(fd, ent, n * sizeof(ent[0]), at) != (ssize_t)(n * sizeof(ent[0]))) {
+				log_debug("reading /proc/self/pagemap: %s", strerror(errno));
+				break;
+			}
+			for (uint64_t i = 0; i < n; i++)
+				if (ent[i] >> 63)   /* present */
+					bit_put(l->touched, (p + i) / LAZY_CHUNK, true);
+		}
+	close(fd);
+}
+
 static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nwant)
 {
 	struct lazy *l = calloc(1, sizeof(*l));
@@ -863,6 +906,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->data = zalloc(m->nr_mfn / 64 + 1, sizeof(uint64_t));
 	l->conv = zalloc(m->ram_top / 64 + 1, sizeof(*l->conv));
 	l->whead = zalloc(m->ram_top / LAZY_CHUNK + 1, sizeof(*l->whead));
+	l->touched = zalloc(m->ram_top / LAZY_CHUNK / 64 + 1, sizeof(uint64_t));
 	l->cdone = zalloc(m->ram_top / LAZY_CHUNK + 2 * MEM_MAX_RANGES, sizeof(*l->cdone));
 	l->wnext = zalloc(m->ram_top, sizeof(*l->wnext));
 	/* Without it (no memory), every frame is asked about by lseek. */
@@ -882,6 +926,8 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 		}
 	if (moving && l->inv && l->known && l->data)
 		learn_resident(l, moving);
+	if (l->touched && m->guest_first)
+		learn_touched(l);
 	zfree(moving);
 	return l;
 }
@@ -903,6 +949,7 @@ static void lazy_free(struct lazy *l)
 	zfree(l->data);
 	zfree((void *)l->conv);
 	zfree(l->whead);
+	zfree(l->touched);
 	zfree(l->wnext);
 	zfree(l->cdone);
 	free(l);
@@ -937,7 +984,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	struct err e2 = {0};
 	int rc;
 
-	if (!l || !l->inv || !l->known || !l->parked || !l->mapped || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone) {
+	if (!l || !l->inv || !l->known || !l->parked || !l->mapped || !l->data || !l->conv || !l->whead || !l->wnext || !l->cdone || !l->touched) {
 		if (l)
 			lazy_free(l);
 		return err_set(e, ENOMEM, "out of memory indexing %llu machine frames",
@@ -979,6 +1026,8 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	m->st.indirect += l->indirect;
 	m->st.demand_faults += l->faults;
 	m->st.mapped_ahead += l->around;
+	for (uint64_t i = 0; i <= m->ram_top / LAZY_CHUNK / 64; i++)
+		m->st.last_touched_chunks += (uint64_t)__builtin_popcountll(l->touched[i]);
 	note_stall(m, l->longest_convert_ns);
 	lazy_free(l);
 	return rc;

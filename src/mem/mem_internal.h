@@ -77,6 +77,7 @@ struct mem {
 	uint64_t map_limit;      /* vm.max_map_count as last read */
 
 	bool huge;               /* windows advised for shmem THP */
+	bool guest_first;        /* this devirtualize: mem_devirt_opts.guest_first */
 	unsigned fail_unmap_after; /* tests: the Nth chunk a devirtualize unmaps fails (0: none) */
 	const char *backing;
 };

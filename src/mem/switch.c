@@ -281,6 +281,12 @@ static size_t devirt_request(const struct mem *m, uint64_t first, uint64_t end,
 
 int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 {
+	return mem_devirtualize_with(m, first, end, NULL, e);
+}
+
+int mem_devirtualize_with(struct mem *m, uint64_t first, uint64_t end,
+			  const struct mem_devirt_opts *o, struct err *e)
+{
 	uint64_t want[MEM_MAX_RANGES][2];
 	uint64_t t0 = now_ns();
 
@@ -292,7 +298,11 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	}
 	atomic_store(&m->mode, MEM_DEVIRTUALIZING);
 	m->st.last_stall_ns = m->st.last_huge_chunks = m->st.last_huge_ns = 0;
-	if (remap_devirtualize(m, (const uint64_t (*)[2])want, n, e) < 0) {
+	m->st.last_touched_chunks = 0;
+	m->guest_first = o && o->guest_first;
+	int rc = remap_devirtualize(m, (const uint64_t (*)[2])want, n, e);
+	m->guest_first = false;
+	if (rc < 0) {
 		mode_update(m);
 		mem_unlock(m);
 		return -1;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "monitor_int.h"
 #include "vmswitch/mem.h"
@@ -41,13 +42,18 @@ static int cmd_virtualize(struct monitor *mon, int argc, char **argv, FILE *out,
 
 static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *out, struct err *e)
 {
+	struct mem_devirt_opts o = {0};
 	struct mem_stats a, b;
 	uint64_t first, end;
 
+	if (argc > 1 && strcmp(argv[argc - 1], "guest-first") == 0) {
+		o.guest_first = true;
+		argc--;
+	}
 	if (mon_need_mem(mon, e) < 0 || range_args(argc, argv, &first, &end, e) < 0)
 		return -1;
 	mem_get_stats(mon->t.mem, &a);
-	if (mem_devirtualize(mon->t.mem, first, end, e) < 0)
+	if (mem_devirtualize_with(mon->t.mem, first, end, &o, e) < 0)
 		return -1;
 	mem_get_stats(mon->t.mem, &b);
 	fprintf(out, "mode: %s\n", mon_mode_name(mon->t.mem));
@@ -63,6 +69,9 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 		fprintf(out, "pages mapped on guest access meanwhile: %" PRIu64
 			" (and %" PRIu64 " after them, ahead of the guest)\n",
 			b.demand_faults - a.demand_faults, b.mapped_ahead - a.mapped_ahead);
+	if (o.guest_first)
+		fprintf(out, "chunks the guest had touched, unmapped last: %" PRIu64 "\n",
+			b.last_touched_chunks);
 	if (b.paused_batches > a.paused_batches)
 		fprintf(out, "paused batches: %" PRIu64 "\n", b.paused_batches - a.paused_batches);
 	print_ms(out, "longest stall", b.last_stall_ns);
@@ -161,8 +170,9 @@ static int cmd_evacuate(struct monitor *mon, int argc, char **argv, FILE *out, s
 const struct mon_cmd mon_cmds_mem[] = {
 	{"virtualize", NULL, "[START END]", "virtualize all RAM or guest-physical [START, END)",
 	 0, 2, cmd_virtualize},
-	{"devirtualize", NULL, "[START END]", "remap to identity and return to pass-through",
-	 0, 2, cmd_devirtualize},
+	{"devirtualize", NULL, "[START END] [guest-first]",
+	 "remap to identity and return to pass-through (guest-first: fewer guest stalls, slower)",
+	 0, 3, cmd_devirtualize},
 	{"migrate", NULL, "PFN MFN", "move a physical page to a free machine frame", 2, 2, cmd_migrate},
 	{"scramble", NULL, "SEED [COUNT]", "randomly permute COUNT pages (default all virtualized)",
 	 1, 2, cmd_scramble},

@@ -50,7 +50,13 @@ one_run() { # CPUS BACKMAP
 		fi
 		mon "$sock" evacuate 0x2000 0x2008 >/dev/null || { fail "round $r: evacuate"; break; }
 		mon "$sock" unretire 0x2000 0x2008 >/dev/null || { fail "round $r: unretire"; break; }
-		local dv; dv=$(mon "$sock" devirtualize) || { fail "round $r: devirtualize"; break; }
+		# Every fourth round guest first: the chunks it touched unmapped last.
+		local how=; [ $((r % 4)) -eq 3 ] && how=guest-first
+		local dv; dv=$(mon "$sock" devirtualize $how) || { fail "round $r: devirtualize"; break; }
+		if [ -n "$how" ]; then
+			echo "$dv" | grep -q "^chunks the guest had touched, unmapped last: [1-9]" ||
+				{ fail "round $r: guest first touched nothing: $dv"; break; }
+		fi
 		if [ $((r % 2)) -eq 1 ]; then
 			echo "$dv" | grep -q "^method: unmapped" || { fail "round $r: not unmapped: $dv"; break; }
 		else

@@ -291,7 +291,7 @@ START_TEST(help_lists_every_command)
 {
 	static const char *const names[] = {
 		"info mode", "info memory", "info p2m [PFN [COUNT]]", "info backmap MFN",
-		"info vcpus", "virtualize [START END]", "devirtualize [START END]", "migrate PFN MFN",
+		"info vcpus", "virtualize [START END]", "devirtualize [START END] [guest-first]", "migrate PFN MFN",
 		"scramble SEED [COUNT]", "share PFN1 PFN2", "evacuate MFN_START MFN_END",
 		"translate GVA [VCPU]", "x/N[bhwg] GVA", "xp/N[bhwg] GPA", "stats", "guest-finish",
 		"pause", "resume", "quit", "help",
@@ -407,13 +407,24 @@ START_TEST(switch_commands)
 	free(ok(&c, "scramble 42 100", "remapped pages: "));
 	out = ok(&c, "devirtualize", "mode: passthrough");
 	ck_assert_msg(strstr(out, "skipped") && strstr(out, "longest stall"), "%s", out);
+	ck_assert_msg(!strstr(out, "touched"), "%s", out);
 	free(out);
 	free(ok(&c, "info p2m 0x150 1", "pfn 0x150 -> mfn 0x150 (identity)"));
 	free(ok(&c, "stats", "devirtualizations: 2"));
+	/* guest-first comes last, after a range or alone */
+	fails(&c, "devirtualize 0x100000 guest-first", "give both START and END");
+	fails(&c, "devirtualize guest-first 0x100000 0x200000", "");
+	free(ok(&c, "virtualize", "mode: virtualized"));
+	free(ok(&c, "scramble 43", "remapped pages: "));
+	free(ok(&c, "devirtualize guest-first", "chunks the guest had touched, unmapped last: "));
+	free(ok(&c, "info p2m 0x150 1", "pfn 0x150 -> mfn 0x150 (identity)"));
+	free(ok(&c, "virtualize 0x100000 0x200000", "mode: partial"));
+	free(ok(&c, "devirtualize 0x100000 0x200000 guest-first", "mode: passthrough"));
+	free(ok(&c, "stats", "devirtualizations: 4"));
 	/* Peaks restart, totals stay. */
 	free(ok(&c, "stats clear", "peaks cleared"));
 	out = ok(&c, "stats", "longest_stall_ns: 0\n");
-	ck_assert_msg(strstr(out, "last_stall_ns: 0\n") && strstr(out, "devirtualizations: 2"),
+	ck_assert_msg(strstr(out, "last_stall_ns: 0\n") && strstr(out, "devirtualizations: 4"),
 		      "%s", out);
 	free(out);
 	fails(&c, "stats reset", "'clear'");
