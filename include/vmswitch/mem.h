@@ -114,7 +114,7 @@ int mem_devirtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 /* guest_first: when devirtualize unmaps (lazy.c), unmap the chunks the
  * guest touched lately last. Its demand faults then rarely wait for another
  * chunk's unmapping, so it stalls far less, but it keeps its CPU and the
- * devirtualize takes longer on a busy host (README, "Switch costs"). */
+ * devirtualize takes longer on a busy host (README, Benchmarks). */
 struct mem_devirt_opts {
 	bool guest_first;
 };
@@ -185,7 +185,7 @@ struct mem_stats {
 	uint64_t paused_batches;              /* vCPU pauses taken to move pages in batches */
 	uint64_t demand_faults;               /* pages mapped on a guest access while unmapped */
 	uint64_t mapped_ahead;                /* pages after those, mapped with them */
-	uint64_t last_touched_chunks;         /* guest_first: chunks it unmapped last */
+	uint64_t last_touched_chunks;         /* guest_first: chunks with a page the guest had touched */
 	const char *last_method;              /* how the last devirtualize moved pages, or NULL */
 };
 void mem_get_stats(const struct mem *m, struct mem_stats *out);

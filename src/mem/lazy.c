@@ -24,8 +24,10 @@
  * KVM's MMU notifier), and paused the vCPUs for every batch.
  *
  * Threads: the caller (monitor thread, holding the mem lock) converts
- * chunks in PFN order (guest first: those the guest touched lately last); the mover thread alone moves pages, serving faults
- * first and sweeping in PFN order behind the conversion front. A fault may
+ * chunks in PFN order (guest first: those the guest touched lately last);
+ * the mover thread alone moves pages, serving faults first and sweeping in
+ * PFN order behind the conversion front (guest first: leaving the touched
+ * chunks' pages until those are unmapped). A fault may
  * need a page out of a frame whose occupant is still mapped: the mover asks
  * for the occupant's chunk, which the converter unmaps next, and serves the
  * fault then (moving the occupant alone by a protected mmap made a mapping
@@ -61,7 +63,7 @@
  * tearing down their per-page mappings takes 3-4 µs a page, and the
  * mremap's event round trip ~0.1 ms a chunk. At 256 MiB, 256 pages made
  * those waits 1-2 ms each; 64 cost ~10% of the pages per second; 128
- * kept both (README, "Switch costs"). */
+ * kept both (README, Benchmarks). */
 #define LAZY_CHUNK 128
 #define LAZY_LULL_NS 5000000  /* longest the converter holds off for the mover */
 #define LAZY_STEPS 16         /* moves between looks for faults */

@@ -70,7 +70,7 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 			" (and %" PRIu64 " after them, ahead of the guest)\n",
 			b.demand_faults - a.demand_faults, b.mapped_ahead - a.mapped_ahead);
 	if (o.guest_first)
-		fprintf(out, "chunks the guest had touched, unmapped last: %" PRIu64 "\n",
+		fprintf(out, "chunks the guest had touched (left for last): %" PRIu64 "\n",
 			b.last_touched_chunks);
 	if (b.paused_batches > a.paused_batches)
 		fprintf(out, "paused batches: %" PRIu64 "\n", b.paused_batches - a.paused_batches);

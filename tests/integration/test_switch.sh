@@ -54,7 +54,7 @@ one_run() { # CPUS BACKMAP
 		local how=; [ $((r % 4)) -eq 3 ] && how=guest-first
 		local dv; dv=$(mon "$sock" devirtualize $how) || { fail "round $r: devirtualize"; break; }
 		if [ -n "$how" ]; then
-			echo "$dv" | grep -q "^chunks the guest had touched, unmapped last: [1-9]" ||
+			echo "$dv" | grep -q "^chunks the guest had touched (left for last): [1-9]" ||
 				{ fail "round $r: guest first touched nothing: $dv"; break; }
 		fi
 		if [ $((r % 2)) -eq 1 ]; then

@@ -416,7 +416,7 @@ START_TEST(switch_commands)
 	fails(&c, "devirtualize guest-first 0x100000 0x200000", "");
 	free(ok(&c, "virtualize", "mode: virtualized"));
 	free(ok(&c, "scramble 43", "remapped pages: "));
-	free(ok(&c, "devirtualize guest-first", "chunks the guest had touched, unmapped last: "));
+	free(ok(&c, "devirtualize guest-first", "chunks the guest had touched (left for last): "));
 	free(ok(&c, "info p2m 0x150 1", "pfn 0x150 -> mfn 0x150 (identity)"));
 	free(ok(&c, "virtualize 0x100000 0x200000", "mode: partial"));
 	free(ok(&c, "devirtualize 0x100000 0x200000 guest-first", "mode: passthrough"));
