@@ -94,6 +94,7 @@ struct lazy {
 	_Atomic uint64_t *conv;       /* per PFN bit: window page unmapped (converted) */
 	uint32_t *cdone;              /* chunks converted, in order (chunk = PFN / LAZY_CHUNK) */
 	uint64_t *touched;            /* per chunk bit: the guest used a page of it lately */
+	bool guest_first;             /* touched chunks are unmapped last */
 	atomic_size_t ncdone;
 	uint64_t longest_convert_ns;
 	unsigned nconverted;          /* chunks so far, for the tests' injected failure */
@@ -728,7 +729,7 @@ static int convert_all(struct lazy *l, struct err *e)
 {
 	uint64_t a, b;
 
-	for (int last = 0; last < (l->m->guest_first ? 2 : 1); last++)
+	for (int last = 0; last < (l->guest_first ? 2 : 1); last++)
 		for (size_t r = 0; r < l->nwant; r++)
 			for (uint64_t p = l->want[r][0]; p < l->want[r][1]; p = b) {
 				chunk_of(l, r, p, &a, &b);
@@ -885,7 +886,8 @@ static void learn_touched(struct lazy *l)
 	close(fd);
 }
 
-static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nwant)
+static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nwant,
+			     bool guest_first)
 {
 	struct lazy *l = calloc(1, sizeof(*l));
 
@@ -894,6 +896,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->m = m;
 	l->want = want;
 	l->nwant = nwant;
+	l->guest_first = guest_first;
 	l->p = want[0][0];
 	l->chain = UINT64_MAX;
 	l->uffd = l->wake_fd = -1;
@@ -928,7 +931,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 		}
 	if (moving && l->inv && l->known && l->data)
 		learn_resident(l, moving);
-	if (l->touched && m->guest_first)
+	if (l->touched && guest_first)
 		learn_touched(l);
 	zfree(moving);
 	return l;
@@ -980,9 +983,9 @@ static void thp_release(void)
 }
 
 int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		      struct err *e)
+		      bool guest_first, struct err *e)
 {
-	struct lazy *l = lazy_new(m, want, nwant);
+	struct lazy *l = lazy_new(m, want, nwant, guest_first);
 	struct err e2 = {0};
 	int rc;
 
@@ -1028,7 +1031,7 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 	m->st.indirect += l->indirect;
 	m->st.demand_faults += l->faults;
 	m->st.mapped_ahead += l->around;
-	for (uint64_t i = 0; i <= m->ram_top / LAZY_CHUNK / 64; i++)
+	for (uint64_t i = 0; guest_first && i <= m->ram_top / LAZY_CHUNK / 64; i++)
 		m->st.last_touched_chunks += (uint64_t)__builtin_popcountll(l->touched[i]);
 	note_stall(m, l->longest_convert_ns);
 	lazy_free(l);

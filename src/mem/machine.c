@@ -238,8 +238,8 @@ uint64_t frame_next_data(const struct mem *m, uint64_t mfn)
  * call answers for thousands of frames (~0.1 µs each) where
  * frame_populated asks one at a time (~1 µs). A resident frame is written
  * (or fallocated: copying its zeros is harmless); one not resident may be
- * a hole or swapped out, which only frame_populated tells apart. Best effort: a failure leaves the rest
- * unset. */
+ * a hole or swapped out, which only frame_populated tells apart. Best
+ * effort: a failure leaves the rest unset. */
 void frames_resident(const struct mem *m, uint64_t first, uint64_t n, uint64_t *bits)
 {
 	enum { BLOCK = 4096 };

@@ -77,7 +77,6 @@ struct mem {
 	uint64_t map_limit;      /* vm.max_map_count as last read */
 
 	bool huge;               /* windows advised for shmem THP */
-	bool guest_first;        /* this devirtualize: mem_devirt_opts.guest_first */
 	unsigned fail_unmap_after; /* tests: the Nth chunk a devirtualize unmaps fails (0: none) */
 	const char *backing;
 };
@@ -172,8 +171,9 @@ void note_stall(struct mem *m, uint64_t ns);
 void notify(struct mem *m, uint64_t pfn);
 /* The range's one identity mapping back (all its pages home), huge pages. */
 int map_identity_chunked(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+/* guest_first: mem_devirt_opts.guest_first (used when it unmaps). */
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		       struct err *e);
+		       bool guest_first, struct err *e);
 
 /* batch.c: many moves under one vCPU pause (no write protection needed). */
 #define BATCH_MAX_PAGES 512
@@ -216,7 +216,7 @@ int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 bool lazy_possible(const struct mem *m, const uint64_t (*want)[2], size_t nwant);
 /* 0 done, -1 failed, 1 not possible on this host (nothing changed). */
 int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		      struct err *e);
+		      bool guest_first, struct err *e);
 
 /* switch.c */
 void mode_update(struct mem *m);

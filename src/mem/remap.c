@@ -351,7 +351,7 @@ static void restore_remapped(struct mem *m, uint64_t first, uint64_t end)
  * and a piece sweeps in PFN order in paused batches (sweep.c); otherwise
  * the planner's moves (plan.c) are executed. */
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
-		       struct err *e)
+		       bool guest_first, struct err *e)
 {
 	int rc = 1;
 
@@ -362,7 +362,7 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		rc = 0;
 	} else if (lazy_possible(m, want, nwant)) {
 		m->st.last_method = "unmapped pages, mapped again on demand";
-		rc = lazy_devirtualize(m, want, nwant, e);
+		rc = lazy_devirtualize(m, want, nwant, guest_first, e);
 		if (rc == 0)
 			goto identity;   /* one mapping per range already */
 	}

@@ -299,10 +299,7 @@ int mem_devirtualize_with(struct mem *m, uint64_t first, uint64_t end,
 	atomic_store(&m->mode, MEM_DEVIRTUALIZING);
 	m->st.last_stall_ns = m->st.last_huge_chunks = m->st.last_huge_ns = 0;
 	m->st.last_touched_chunks = 0;
-	m->guest_first = o && o->guest_first;
-	int rc = remap_devirtualize(m, (const uint64_t (*)[2])want, n, e);
-	m->guest_first = false;
-	if (rc < 0) {
+	if (remap_devirtualize(m, (const uint64_t (*)[2])want, n, o && o->guest_first, e) < 0) {
 		mode_update(m);
 		mem_unlock(m);
 		return -1;
