@@ -175,6 +175,7 @@ struct mem_stats {
 	uint64_t holes_moved;                 /* never-written pages moved without copying */
 	uint64_t resident_bytes;              /* machine memory allocated (written frames) */
 	uint64_t migrations, shares, cow_breaks, evacuated;
+	uint64_t unshared;                    /* sharers given frames of their own by devirtualize */
 	/* Longest a vCPU could wait: a page/batch protected, a demand fault
 	 * from when it was read until served, or one chunk's unmapping. */
 	uint64_t longest_stall_ns;

@@ -205,7 +205,10 @@ int batch_finish(struct batch *b, int rc, struct err *e)
  * until the fault thread runs, and that needs the lock the remapper holds. */
 bool batch_wanted(const struct mem *m)
 {
-	if (!m->ops.pause || !m->ops.resume || m->cfg.protect_by_wp)
-		return false;
-	return m->cfg.protect_by_pause || m->cow_reserve == 0;
+	return pause_usable(m) && (m->cfg.protect_by_pause || m->cow_reserve == 0);
+}
+
+bool pause_usable(const struct mem *m)
+{
+	return m->ops.pause && m->ops.resume && !m->cfg.protect_by_wp;
 }

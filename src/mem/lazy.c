@@ -34,8 +34,8 @@
  * the unmapping tore down again, and needed a lock the converter holds
  * through its mremap). The mover never waits for the converter, whose
  * mremap waits for it. Used when devirtualizing everything, nothing is
- * shared or retired, a frame is free, and the kernel has minor faults on
- * shmem. */
+ * retired, a frame is free, and the kernel has minor faults on shmem;
+ * shared frames are split before (remap.c), as copy-on-write would. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1   /* config.h as generated here does not always define it */
 #endif
@@ -1040,7 +1040,10 @@ int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 
 bool lazy_possible(const struct mem *m, const uint64_t (*want)[2], size_t nwant)
 {
-	if (!sweep_possible(m) || m->cfg.protect_by_pause || m->nfree == 0 || nwant != m->nranges)
+	/* Splitting uses one free frame per extra sharer (the copy-on-write
+	 * reserve), and unmapping needs one more for cycles. */
+	if (!pause_usable(m) || m->cfg.protect_by_pause || m->nretired ||
+	    m->nfree <= m->cow_reserve || nwant != m->nranges)
 		return false;
 	for (size_t r = 0; r < nwant; r++)
 		if (want[r][0] != m->ranges[r][0] || want[r][1] != m->ranges[r][1])

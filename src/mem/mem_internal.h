@@ -206,13 +206,16 @@ int batch_step(struct batch *b, uint64_t pfn, uint64_t to, struct err *e);
 int batch_finish(struct batch *b, int rc, struct err *e);
 /* Paused batches are possible and asked for. */
 bool batch_wanted(const struct mem *m);
+/* vCPUs can be paused, and write protection was not asked for instead. */
+bool pause_usable(const struct mem *m);
 
 /* sweep.c: devirtualize in PFN order by swaps, in paused batches. */
 bool sweep_possible(const struct mem *m);
 int sweep_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       struct err *e);
 
-/* lazy.c: devirtualize with unmapped pages and demand faults. */
+/* lazy.c: devirtualize with unmapped pages and demand faults. Possible
+ * once no page is shared: the caller splits shared frames first. */
 bool lazy_possible(const struct mem *m, const uint64_t (*want)[2], size_t nwant);
 /* 0 done, -1 failed, 1 not possible on this host (nothing changed). */
 int lazy_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,

@@ -345,9 +345,48 @@ static void restore_remapped(struct mem *m, uint64_t first, uint64_t end)
 	window_clear_remapped(m, first, end);
 }
 
+/* Give each extra sharer of a frame a frame of its own, as a copy-on-write
+ * break would, so that unmapping (lazy.c, which shares nothing) can bring
+ * the pages home. A sharer on its own frame keeps it; the others go home
+ * when that frame is free, else to any free frame: the copy-on-write
+ * reserve holds one for each. Shared pages are write-protected already,
+ * so a move stalls only a writer of that page. */
+static int unshare_all(struct mem *m, struct err *e)
+{
+	uint64_t *kept = zalloc(m->nr_mfn / 64 + 1, sizeof(*kept));
+	struct move_ctx c = {0};
+	int rc = 0;
+
+	if (!kept)
+		return err_set(e, ENOMEM, "out of memory splitting shared frames");
+	for (size_t r = 0; r < m->nranges; r++)
+		for (uint64_t p = m->ranges[r][0]; p < m->ranges[r][1]; p++)
+			if (p2m_get(m, p) == p)
+				bit_put(kept, p, true);
+	for (size_t r = 0; r < m->nranges && rc == 0 && m->cow_reserve; r++)
+		for (uint64_t p = m->ranges[r][0]; p < m->ranges[r][1] && rc == 0; p++) {
+			uint64_t f = p2m_get(m, p), to;
+			if (f == p || !bit_get(kept, f)) {
+				bit_put(kept, f, true);   /* its first sharer keeps it */
+				continue;
+			}
+			to = frame_free(m, p) ? p : frame_find_free(m, 0, 0);
+			if (to == UINT64_MAX) {
+				rc = err_set(e, ENOSPC, "no free machine frame to split frame 0x%llx",
+					     (unsigned long long)f);
+			} else if ((rc = move_page(m, p, to, &c, e)) == 0) {
+				m->st.unshared++;
+				m->st.direct += to == p;
+			}
+		}
+	zfree(kept);
+	return rc;
+}
+
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
  * and give each back one mapping. The caller updates the ranges afterwards.
- * When nothing is shared or retired, a whole devirtualize unmaps (lazy.c)
+ * When nothing is retired, a whole devirtualize splits shared frames and
+ * unmaps (lazy.c)
  * and a piece sweeps in PFN order in paused batches (sweep.c); otherwise
  * the planner's moves (plan.c) are executed. */
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
@@ -362,7 +401,9 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		rc = 0;
 	} else if (lazy_possible(m, want, nwant)) {
 		m->st.last_method = "unmapped pages, mapped again on demand";
-		rc = lazy_devirtualize(m, want, nwant, guest_first, e);
+		rc = m->cow_reserve ? unshare_all(m, e) : 0;
+		if (rc == 0)
+			rc = lazy_devirtualize(m, want, nwant, guest_first, e);
 		if (rc == 0)
 			goto identity;   /* one mapping per range already */
 	}

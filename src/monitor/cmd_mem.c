@@ -59,6 +59,9 @@ static int cmd_devirtualize(struct monitor *mon, int argc, char **argv, FILE *ou
 	fprintf(out, "mode: %s\n", mon_mode_name(mon->t.mem));
 	if (b.last_method)
 		fprintf(out, "method: %s\n", b.last_method);
+	if (b.unshared > a.unshared)
+		fprintf(out, "shared pages given frames of their own first: %" PRIu64 "\n",
+			b.unshared - a.unshared);
 	fprintf(out, "pages: %" PRIu64 " skipped, %" PRIu64 " direct, %" PRIu64 " indirect\n",
 		b.skipped - a.skipped, b.direct - a.direct, b.indirect - a.indirect);
 	fprintf(out, "bytes copied: %" PRIu64 "\n", b.bytes_copied - a.bytes_copied);

@@ -39,6 +39,7 @@ static int cmd_stats(struct monitor *mon, int argc, char **argv, FILE *out, stru
 		P("migrations", s.migrations);
 		P("shares", s.shares);
 		P("cow_breaks", s.cow_breaks);
+		P("unshared", s.unshared);
 		P("evacuated", s.evacuated);
 		P("longest_stall_ns", s.longest_stall_ns);
 		P("last_stall_ns", s.last_stall_ns);

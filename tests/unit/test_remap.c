@@ -34,6 +34,7 @@
 #define HOT 2048              /* pages [0, HOT) written from the start */
 #define PAIRS 16              /* shared pairs per round, from the cold pages */
 #define WORDS 512
+#define FILLED_PAIRS 4        /* shared pairs nobody writes, split by devirtualize */
 
 /* How the rig protects copies: uffd-wp forced, paused batches forced, or the
  * default (paused batches while nothing is shared). In the last two the
@@ -163,6 +164,29 @@ static size_t unprotectable(struct rig *r)
 	return n;
 }
 
+/* Share FILLED_PAIRS pairs of pages from `first` up that the writers never
+ * write, filled alike first (verify checks their contents at the end): a
+ * whole devirtualize must split them before it unmaps. Nothing pauses the
+ * writers while they are shared, so the rigs that honour pauses can share
+ * these. */
+static void share_filled(struct rig *r, uint64_t first, unsigned round)
+{
+	struct err e = {0};
+	struct mem_p2m_summary s;
+
+	ck_assert_uint_gt(first, atomic_load(&r->cold_open));
+	for (uint64_t p = first; p < first + 2 * FILLED_PAIRS; p++) {
+		uint64_t *w = mem_gpa_hva(r->m, p << PAGE_SHIFT);
+		for (unsigned i = 0; i < WORDS; i++)
+			w[i] = r->last[p * WORDS + i] = 0x5ead000000000000ULL |
+				((uint64_t)round << 32) | ((p - first) / 2) << 16 | i;
+	}
+	for (unsigned i = 0; i < FILLED_PAIRS; i++)
+		must(mem_share(r->m, first + 2 * i, first + 2 * i + 1, &e), &e, "share filled");
+	mem_p2m_summary(r->m, &s);
+	ck_assert_uint_ge(s.shared_frames, FILLED_PAIRS);
+}
+
 /* A devirtualize by unmapping that fails half way (the third chunk's
  * unmapping refused) leaves the memory virtualized, every page where P2M
  * says and reachable, and changes still protect pages (the final verify
@@ -254,6 +278,11 @@ static void round_trip(struct rig *r, unsigned round)
 		ck_assert_int_eq(mem_p2m(r->m, p, &f), 0);
 		ck_assert_uint_eq(f, p);
 	}
+	struct mem_stats st;
+	mem_get_stats(r->m, &st);
+	uint64_t unshared = st.unshared;
+	if (r->unmapped)
+		share_filled(r, b - 64, round);
 	if (r->unmapped && round == 2)
 		failed_devirtualize(r, b);
 	/* Guest first on odd rounds: the writers' hot pages were remapped by
@@ -262,10 +291,12 @@ static void round_trip(struct rig *r, unsigned round)
 	msleep(5);
 	must(mem_devirtualize_with(r->m, 0, 0, &o, &e), &e, "devirtualize");
 	ck_assert_int_eq(mem_get_mode(r->m), MEM_PASSTHROUGH);
-	struct mem_stats st;
 	mem_get_stats(r->m, &st);
 	ck_assert_ptr_nonnull(st.last_method);
 	ck_assert_int_eq(strncmp(st.last_method, "unmapped", 8) == 0, r->unmapped);
+	/* Unmapping first gave each shared page a frame of its own. */
+	if (r->unmapped)
+		ck_assert_uint_eq(st.unshared - unshared, FILLED_PAIRS);
 	if (r->unmapped)
 		ck_assert_int_eq(st.last_touched_chunks > 0, o.guest_first);
 	for (uint64_t p = 0; p < PAGES; p++) {
