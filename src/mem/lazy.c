@@ -618,9 +618,10 @@ static int chunk_convert(struct lazy *l, uint64_t first, uint64_t end, struct er
 		.range = { .start = (uintptr_t)s, .len = len },
 		.mode = UFFDIO_REGISTER_MODE_MINOR | UFFDIO_REGISTER_MODE_MISSING,
 	};
-	/* Same flags as the windows' other mappings, so the chunks merge. */
-	if (m->huge && madvise(s, len, MADV_HUGEPAGE) < 0)
-		err_sys(e, "madvise(MADV_HUGEPAGE) on PFNs 0x%llx-0x%llx",
+	/* Same flags as the virtualized window's other mappings, so the chunks
+	 * merge (window_advise). */
+	if (m->huge && madvise(s, len, MADV_NOHUGEPAGE) < 0)
+		err_sys(e, "madvise(MADV_NOHUGEPAGE) on PFNs 0x%llx-0x%llx",
 			(unsigned long long)first, (unsigned long long)end);
 	else if (ioctl(l->uffd, UFFDIO_REGISTER, &reg) < 0)
 		err_sys(e, "registering PFNs 0x%llx-0x%llx for demand faults",

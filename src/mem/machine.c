@@ -124,12 +124,23 @@ static bool thp_shmem_allowed(void)
 	return n > 0 && !strstr(buf, "[never]") && !strstr(buf, "[deny]");
 }
 
-static int window_advise(struct mem *m, uint64_t first, uint64_t end, struct err *e)
+/* Pass-through memory is advised for huge pages; virtualized memory is
+ * advised against them, so that khugepaged leaves it alone: collapsing a
+ * 2 MiB range of the memfd walks every mapping of it (each of a scramble's
+ * one-page VMAs) holding the file's reverse-map lock, and at nice 19 beside
+ * busy vCPUs, preempted with that lock held, it kept the next mmap of a
+ * devirtualize waiting 0.3-0.5 s. Mappings a fault makes meanwhile are
+ * 4 KiB ones; devirtualize collapses what it remapped (restore_huge).
+ * Existing 2 MiB mappings stay: advice changes no page table. */
+int window_advise(struct mem *m, uint64_t first, uint64_t end, bool huge, struct err *e)
 {
 	if (!m->huge)
 		return 0;
-	if (madvise(window_addr(m, first), (end - first) << PAGE_SHIFT, MADV_HUGEPAGE) < 0)
-		return err_sys(e, "madvise(MADV_HUGEPAGE) on the RAM window");
+	if (madvise(window_addr(m, first), (end - first) << PAGE_SHIFT,
+		    huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) < 0)
+		return err_sys(e, "madvise(%s) on PFNs 0x%llx-0x%llx of the RAM window",
+			       huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE",
+			       (unsigned long long)first, (unsigned long long)end);
 	return 0;
 }
 
@@ -148,7 +159,7 @@ static int hugepages_setup(struct mem *m, struct err *e)
 	}
 	m->huge = true;
 	for (unsigned i = 0; i < m->lay.nr; i++)
-		if (window_advise(m, m->win[i].first, m->win[i].end, e) < 0)
+		if (window_advise(m, m->win[i].first, m->win[i].end, true, e) < 0)
 			return -1;
 	if (m->cfg.hugepages == HUGEPAGES_REQUIRED) {
 		/* Fault in the first 2 MiB and see whether it came as one PMD. */
@@ -343,7 +354,7 @@ int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err 
 	if (p == MAP_FAILED)
 		return err_sys(e, "mapping PFNs 0x%llx-0x%llx of the RAM window",
 			       (unsigned long long)first, (unsigned long long)end);
-	return window_advise(m, first, end, e);
+	return window_advise(m, first, end, m->nranges == 0, e);   /* see window_advise */
 }
 
 int window_map_page(struct mem *m, uint64_t pfn, uint64_t mfn, struct err *e)

@@ -89,6 +89,8 @@ void machine_close(struct mem *m);
 uint8_t *window_addr(const struct mem *m, uint64_t pfn);
 uint64_t window_pfn(const struct mem *m, uint64_t addr);
 int window_map_identity(struct mem *m, uint64_t first, uint64_t end, struct err *e);
+/* MADV_HUGEPAGE (huge) or MADV_NOHUGEPAGE on window PFNs [first, end). */
+int window_advise(struct mem *m, uint64_t first, uint64_t end, bool huge, struct err *e);
 /* Blocks of the window whose mapping a change replaced (window_map_page
  * marks them): the only ones devirtualize maps again. */
 #define REMAP_BLOCK (HUGE_SIZE / PAGE_SIZE)

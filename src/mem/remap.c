@@ -426,7 +426,11 @@ int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		if (map_identity_chunked(m, want[i][0], want[i][1], e) < 0)
 			return -1;
 identity:
-	for (size_t i = 0; i < nwant; i++)
+	for (size_t i = 0; i < nwant; i++) {
+		struct err e2 = {0};
+		if (window_advise(m, want[i][0], want[i][1], true, &e2) < 0)
+			log_warn("%s (huge pages left to khugepaged)", e2.msg);
 		restore_remapped(m, want[i][0], want[i][1]);
+	}
 	return 0;
 }

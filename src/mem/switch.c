@@ -223,8 +223,12 @@ int mem_virtualize(struct mem *m, uint64_t first, uint64_t end, struct err *e)
 	}
 	/* The window stays as it is: a change registers the 2 MiB blocks it
 	 * protects (wp.c). */
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		struct err e2 = {0};
 		range_add(m, req[i][0], req[i][1], e);   /* room checked above */
+		if (window_advise(m, req[i][0], req[i][1], false, &e2) < 0)
+			log_warn("%s (khugepaged may stall changes)", e2.msg);
+	}
 	mode_update(m);
 	m->st.virtualizations++;
 	m->st.last_virtualize_ns = now_ns() - t0;

@@ -559,6 +559,39 @@ START_TEST(hugepages_modes)
 }
 END_TEST
 
+/* Virtualized memory is advised against huge pages (khugepaged leaves it
+ * alone: window_advise), pass-through memory for them, and the window is
+ * one mapping again once everything is devirtualized. */
+START_TEST(huge_advice_follows_mode)
+{
+	struct mem_config cfg = { .ram_size = 16 * MiB, .spare_size = SPARE,
+				  .hugepages = HUGEPAGES_AUTO };
+	struct err e = {0};
+	struct mem *m;
+	struct mem_info info;
+
+	ck_assert_msg(mem_create(&cfg, NULL, &m, &e) == 0, "%s", e.msg);
+	mem_info(m, &info);
+	if (strncmp(info.backing, "shmem-thp", 9) != 0) {
+		printf("SKIP huge_advice_follows_mode: backing %s\n", info.backing);
+		mem_destroy(m);
+		return;
+	}
+	void *in = mem_gpa_hva(m, 1500ULL << PAGE_SHIFT), *out = mem_gpa_hva(m, 100ULL << PAGE_SHIFT);
+	ck_assert(vma_has_flag(in, "hg") && !vma_has_flag(in, "nh"));
+	virtualize_or_skip(m, 1024, 2048);
+	ck_assert(vma_has_flag(in, "nh") && !vma_has_flag(in, "hg"));
+	ck_assert(vma_has_flag(out, "hg"));
+	ck_assert_msg(mem_migrate(m, 1500, (16 * MiB) >> PAGE_SHIFT, &e) == 0, "%s", e.msg);   /* to a spare frame */
+	ck_assert(vma_has_flag(mem_gpa_hva(m, 1501ULL << PAGE_SHIFT), "nh"));
+	ck_assert_int_eq(mem_devirtualize(m, 0, 0, &e), 0);
+	ck_assert(vma_has_flag(in, "hg") && !vma_has_flag(in, "nh"));
+	mem_info(m, &info);
+	ck_assert_uint_eq(info.vmas, 1);
+	mem_destroy(m);
+}
+END_TEST
+
 static void count_progress(void *ctx, uint64_t moved)
 {
 	uint64_t *seen = ctx;
@@ -623,6 +656,7 @@ static Suite *mem_suite(void)
 	tcase_add_test(tc, retired_spares_not_free);
 	tcase_add_test(tc, partial_ranges);
 	tcase_add_test(tc, hugepages_modes);
+	tcase_add_test(tc, huge_advice_follows_mode);
 	tcase_add_test(tc, bad_config);
 	tcase_add_test(tc, progress_reports);
 	suite_add_tcase(s, tc);
