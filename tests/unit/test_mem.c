@@ -533,23 +533,28 @@ START_TEST(partial_ranges)
 }
 END_TEST
 
+/* 16 MiB under a huge-page policy: mem_create's result. */
+static int create_16m(enum hugepages_mode hp, struct mem **m, struct err *e)
+{
+	struct mem_config cfg = { .ram_size = 16 * MiB, .spare_size = SPARE, .hugepages = hp };
+
+	return mem_create(&cfg, NULL, m, e);
+}
+
 START_TEST(hugepages_modes)
 {
-	struct mem_config cfg = { .ram_size = 16 * MiB, .spare_size = SPARE,
-				  .hugepages = HUGEPAGES_AUTO };
 	struct err e = {0};
 	struct mem *m;
 	struct mem_info info;
 
-	ck_assert_msg(mem_create(&cfg, NULL, &m, &e) == 0, "%s", e.msg);
+	ck_assert_msg(create_16m(HUGEPAGES_AUTO, &m, &e) == 0, "%s", e.msg);
 	memset(mem_gpa_hva(m, 0), 1, 16 * MiB);
 	mem_info(m, &info);
 	printf("hugepages auto: backing %s, page size %llu\n", info.backing,
 	       (unsigned long long)info.page_size);
 	ck_assert_uint_eq(info.page_size, info.hugepages ? HUGE_SIZE : PAGE_SIZE);
 	mem_destroy(m);
-	cfg.hugepages = HUGEPAGES_REQUIRED;
-	if (mem_create(&cfg, NULL, &m, &e) == 0) {
+	if (create_16m(HUGEPAGES_REQUIRED, &m, &e) == 0) {
 		mem_info(m, &info);
 		ck_assert(info.hugepages);
 		mem_destroy(m);
@@ -564,13 +569,11 @@ END_TEST
  * one mapping again once everything is devirtualized. */
 START_TEST(huge_advice_follows_mode)
 {
-	struct mem_config cfg = { .ram_size = 16 * MiB, .spare_size = SPARE,
-				  .hugepages = HUGEPAGES_AUTO };
 	struct err e = {0};
 	struct mem *m;
 	struct mem_info info;
 
-	ck_assert_msg(mem_create(&cfg, NULL, &m, &e) == 0, "%s", e.msg);
+	ck_assert_msg(create_16m(HUGEPAGES_AUTO, &m, &e) == 0, "%s", e.msg);
 	mem_info(m, &info);
 	if (strncmp(info.backing, "shmem-thp", 9) != 0) {
 		printf("SKIP huge_advice_follows_mode: backing %s\n", info.backing);
