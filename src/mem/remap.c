@@ -375,8 +375,7 @@ static int unshare_all(struct mem *m, struct err *e)
 				rc = err_set(e, ENOSPC, "no free machine frame to split frame 0x%llx",
 					     (unsigned long long)f);
 			} else if ((rc = move_page(m, p, to, &c, e)) == 0) {
-				m->st.unshared++;
-				m->st.direct += to == p;
+				m->st.unshared++;   /* a page sent home is then skipped */
 			}
 		}
 	zfree(kept);
@@ -386,9 +385,9 @@ static int unshare_all(struct mem *m, struct err *e)
 /* Make the PFN ranges `want` (each inside one virtualized range) identity
  * and give each back one mapping. The caller updates the ranges afterwards.
  * When nothing is retired, a whole devirtualize splits shared frames and
- * unmaps (lazy.c)
- * and a piece sweeps in PFN order in paused batches (sweep.c); otherwise
- * the planner's moves (plan.c) are executed. */
+ * unmaps (lazy.c), and a piece with nothing shared sweeps in PFN order in
+ * paused batches (sweep.c); otherwise the planner's moves (plan.c) are
+ * executed. */
 int remap_devirtualize(struct mem *m, const uint64_t (*want)[2], size_t nwant,
 		       bool guest_first, struct err *e)
 {
