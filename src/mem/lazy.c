@@ -114,6 +114,7 @@ struct lazy {
 	int rc;
 	struct err err;
 	uint64_t *parked;             /* per PFN bit: displaced to a temporary frame */
+	uint64_t spare_lo;            /* no spare frame below it is free */
 	uint64_t *mapped;             /* per PFN bit: home and mapped again */
 	uint64_t direct, indirect, identity, faults, around;
 	struct { uint64_t pfn, since; } pending[LAZY_PENDING];   /* since: first read */
@@ -179,15 +180,20 @@ static void wake_range(struct lazy *l, uint64_t pfn)
 }
 
 /* A free frame for q, displaced from frame p: its own if free (q is home
- * at once), else a spare frame, else any. One always exists: every move
- * here takes one free frame and releases one. */
-static uint64_t displace_target(struct mem *m, uint64_t q)
+ * at once), else a spare frame (no page's home, so q is not in the way
+ * again), else any. One always exists: every move here takes one free
+ * frame and releases one. The spare frames are searched from the lowest
+ * that may be free (spare_lo): searched from the first, as they filled
+ * up, the search was a fifth of the mover's time at 1 GiB. */
+static uint64_t displace_target(struct lazy *l, uint64_t q)
 {
+	struct mem *m = l->m;
 	uint64_t t;
 
 	if (q < m->nr_mfn && frame_free(m, q))
 		return q;
-	t = frame_find_free_in(m, m->spare_first, m->spare_end);
+	t = frame_find_free_in(m, l->spare_lo, m->spare_end);
+	l->spare_lo = t != UINT64_MAX ? t : m->spare_end;
 	return t != UINT64_MAX ? t : frame_find_free(m, 0, 0);
 }
 
@@ -225,7 +231,7 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 	uint64_t f = p2m_get(m, p), occ = l->inv[p];
 
 	if (occ != 0) {
-		uint64_t q = occ - 1, t = displace_target(m, q);
+		uint64_t q = occ - 1, t = displace_target(l, q);
 		if (t == UINT64_MAX)
 			return err_set(e, ENOSPC, "no free machine frame to move PFN 0x%llx to",
 				       (unsigned long long)q);
@@ -247,6 +253,8 @@ static int home_one(struct lazy *l, uint64_t p, uint64_t *left, struct err *e)
 	p2m_assign(m, p, p);
 	l->inv[p] = l->inv[f] = 0;
 	frame_released(m, f);
+	if (f >= m->spare_first && f < l->spare_lo)
+		l->spare_lo = f;
 	notify(m, p);
 	*left = f;
 	return 0;
@@ -900,6 +908,7 @@ static struct lazy *lazy_new(struct mem *m, const uint64_t (*want)[2], size_t nw
 	l->guest_first = guest_first;
 	l->p = want[0][0];
 	l->chain = UINT64_MAX;
+	l->spare_lo = m->spare_first;
 	l->uffd = l->wake_fd = -1;
 	worker_init(&l->mover);
 	pthread_mutex_init(&l->done_lock, NULL);
