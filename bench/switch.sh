@@ -18,6 +18,8 @@
 # 64 MiB), SWITCH_CPUS (default 1), SWITCH_PROTECT (auto|uffd|pause),
 # SWITCH_HUGEPAGES (auto|off), SWITCH_DEVIRT (guest-first: the devirtualize
 # after the scramble unmaps the chunks the guest touched last),
+# SWITCH_SHARE (N: after the scramble, share N pairs of the never-written
+# pages at the top of RAM; devirtualize then splits them first),
 # SWITCH_TIMEOUT (s per monitor step, default 600), SWITCH_VERBOSE=1 (each
 # devirtualize's reply and the pause counters).
 set -u
@@ -42,6 +44,15 @@ two_rounds() {
 		[ "$(now_us)" -lt $end ] || die "the guest stopped making rounds"
 		sleep 0.05
 	done
+}
+
+# share_top N: N pairs of pages at the top of RAM share a frame (the test
+# kernel never writes there, so they hold the same zeros).
+share_top() {
+	[ "$1" -gt 0 ] || return 0
+	local end; end=$(mon info memory | sed -n 's/^region [0-9]*: gpa 0x[0-9a-f]*-\(0x[0-9a-f]*\).*/\1/p' | tail -1)
+	local top=$((end / 4096))
+	for i in $(seq 1 "$1"); do mon share $((top - 2 * i)) $((top - 2 * i + 1)) >/dev/null; done
 }
 
 boot() { # SIZE
@@ -74,6 +85,7 @@ for size in "${sizes[@]}"; do
 	# Pages devirtualize must bring home: every page off its own frame.
 	t0=$(now_us); moved=$(mon scramble 1 | sed -n 's/^remapped pages: \([0-9]*\).*/\1/p')
 	t1=$(now_us)
+	share_top "${SWITCH_SHARE:-0}"
 	two_rounds
 	mon stats clear >/dev/null
 	out=$(mon devirtualize ${SWITCH_DEVIRT:-})
