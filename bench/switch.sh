@@ -74,7 +74,7 @@ boot() { # SIZE
 
 printf "%-6s %9s %9s %9s %10s %9s %10s %9s %9s %9s %9s %9s %9s %9s\n" RAM quiet-gap virt-ms \
 	devirt0-ms scramble-s moved devirt-s pages/s stall-ms gap-ms huge-s remap-p/s \
-	gaps>1ms in-ms
+	'gaps>1ms' in-ms
 for size in "${sizes[@]}"; do
 	boot "$size"
 	mon stats clear >/dev/null; two_rounds
